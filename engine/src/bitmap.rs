@@ -1,0 +1,175 @@
+//! The in-memory pixel buffer that flows between the stages.
+
+/// Channel layout of a [`Bitmap`]; always 8 bits per channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ColorModel {
+    Gray,
+    GrayAlpha,
+    Rgb,
+    Rgba,
+    /// Ink values, 0 = no ink (Adobe-inverted files are normalised on decode).
+    Cmyk,
+}
+
+impl ColorModel {
+    pub(crate) fn channels(self) -> usize {
+        match self {
+            ColorModel::Gray => 1,
+            ColorModel::GrayAlpha => 2,
+            ColorModel::Rgb => 3,
+            ColorModel::Rgba | ColorModel::Cmyk => 4,
+        }
+    }
+
+    pub(crate) fn has_alpha(self) -> bool {
+        matches!(self, ColorModel::GrayAlpha | ColorModel::Rgba)
+    }
+}
+
+/// Interleaved 8-bit pixels, rows packed without padding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Bitmap {
+    pub width: u32,
+    pub height: u32,
+    pub model: ColorModel,
+    pub data: Vec<u8>,
+}
+
+impl Bitmap {
+    pub(crate) fn new(width: u32, height: u32, model: ColorModel, data: Vec<u8>) -> Self {
+        debug_assert_eq!(
+            data.len(),
+            width as usize * height as usize * model.channels()
+        );
+        Bitmap {
+            width,
+            height,
+            model,
+            data,
+        }
+    }
+
+    pub(crate) fn row_bytes(&self) -> usize {
+        self.width as usize * self.model.channels()
+    }
+}
+
+/// Accumulates rows into `factor`×`factor` block averages, so a large image can be reduced while
+/// it is decoded row by row (shrink-on-load) without ever holding it at full size.
+///
+/// Colour channels of images with alpha are averaged premultiplied (weighted by alpha), so
+/// transparent pixels' hidden colour does not bleed into the edges.
+pub(crate) struct BoxShrinker {
+    src_width: usize,
+    factor: usize,
+    model: ColorModel,
+    out_width: usize,
+    sums: Vec<u32>,
+    rows_in_band: usize,
+    out: Vec<u8>,
+}
+
+impl BoxShrinker {
+    pub(crate) fn new(src_width: u32, src_height: u32, factor: u32, model: ColorModel) -> Self {
+        let factor = factor.max(1) as usize;
+        let out_width = (src_width as usize).div_ceil(factor);
+        let out_height = (src_height as usize).div_ceil(factor);
+        let channels = model.channels();
+        BoxShrinker {
+            src_width: src_width as usize,
+            factor,
+            model,
+            out_width,
+            sums: vec![0; out_width * channels],
+            rows_in_band: 0,
+            out: Vec::with_capacity(out_width * out_height * channels),
+        }
+    }
+
+    pub(crate) fn push_row(&mut self, row: &[u8]) {
+        let ch = self.model.channels();
+        let row = &row[..self.src_width * ch];
+        if self.model.has_alpha() {
+            let alpha = ch - 1;
+            for (x, px) in row.chunks_exact(ch).enumerate() {
+                let sum = &mut self.sums[(x / self.factor) * ch..][..ch];
+                let a = u32::from(px[alpha]);
+                for c in 0..alpha {
+                    sum[c] += u32::from(px[c]) * a;
+                }
+                sum[alpha] += a;
+            }
+        } else {
+            for (x, px) in row.chunks_exact(ch).enumerate() {
+                let sum = &mut self.sums[(x / self.factor) * ch..][..ch];
+                for (s, &v) in sum.iter_mut().zip(px) {
+                    *s += u32::from(v);
+                }
+            }
+        }
+        self.rows_in_band += 1;
+        if self.rows_in_band == self.factor {
+            self.emit_band();
+        }
+    }
+
+    fn emit_band(&mut self) {
+        let ch = self.model.channels();
+        let rows = self.rows_in_band as u32;
+        for (bx, sum) in self.sums.chunks_exact_mut(ch).enumerate() {
+            let cols = (self.src_width - bx * self.factor).min(self.factor) as u32;
+            let n = rows * cols;
+            if self.model.has_alpha() {
+                let alpha = ch - 1;
+                let a_sum = sum[alpha];
+                for &c in &sum[..alpha] {
+                    let v = if a_sum == 0 {
+                        0
+                    } else {
+                        (c + a_sum / 2) / a_sum
+                    };
+                    self.out.push(v as u8);
+                }
+                self.out.push(((a_sum + n / 2) / n) as u8);
+            } else {
+                self.out
+                    .extend(sum.iter().map(|&s| ((s + n / 2) / n) as u8));
+            }
+            sum.fill(0);
+        }
+        self.rows_in_band = 0;
+    }
+
+    pub(crate) fn finish(mut self) -> Bitmap {
+        if self.rows_in_band > 0 {
+            self.emit_band();
+        }
+        let height = self.out.len() / (self.out_width * self.model.channels());
+        Bitmap::new(self.out_width as u32, height as u32, self.model, self.out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn box_shrink_averages_blocks_and_edges() {
+        // 3x3 gray, factor 2 -> 2x2: full block, right edge column, bottom row, corner.
+        let mut s = BoxShrinker::new(3, 3, 2, ColorModel::Gray);
+        s.push_row(&[0, 10, 100]);
+        s.push_row(&[20, 30, 200]);
+        s.push_row(&[4, 6, 50]);
+        let b = s.finish();
+        assert_eq!((b.width, b.height), (2, 2));
+        assert_eq!(b.data, vec![15, 150, 5, 50]);
+    }
+
+    #[test]
+    fn box_shrink_ignores_colour_of_transparent_pixels() {
+        let mut s = BoxShrinker::new(2, 1, 2, ColorModel::Rgba);
+        s.push_row(&[255, 0, 0, 255, 0, 0, 0, 0]);
+        let b = s.finish();
+        assert_eq!(b.data, vec![255, 0, 0, 128]);
+    }
+}

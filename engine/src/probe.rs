@@ -1,0 +1,288 @@
+//! Header first: sniff the format from magic bytes and read the dimensions without decoding,
+//! so limits are enforced before any large allocation.
+
+use crate::{Error, Limits};
+
+/// A decodable input format, sniffed from magic bytes (never from a name or content type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputFormat {
+    /// JPEG (JFIF, Exif, Adobe, MPO first frame).
+    Jpeg,
+    /// PNG.
+    Png,
+}
+
+impl InputFormat {
+    /// Lower-case name, as used in error messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            InputFormat::Jpeg => "jpeg",
+            InputFormat::Png => "png",
+        }
+    }
+}
+
+/// JPEG coding process, from the SOF marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JpegCoding {
+    /// SOF0/SOF1: sequential Huffman.
+    Baseline,
+    /// SOF2: progressive Huffman.
+    Progressive,
+    /// SOF9–SOF11: arithmetic coding.
+    Arithmetic,
+    /// SOF3 and the hierarchical/lossless variants.
+    Other,
+}
+
+/// What the header says, read without decoding any pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// Sniffed format.
+    pub format: InputFormat,
+    /// Stored width (before EXIF orientation).
+    pub width: u32,
+    /// Stored height (before EXIF orientation).
+    pub height: u32,
+    /// Colour channels stored in the file (1 gray, 2 gray+alpha, 3 colour, 4 RGBA or CMYK).
+    pub channels: u8,
+    /// JPEG only: coding process.
+    pub jpeg_coding: Option<JpegCoding>,
+    /// JPEG only: Adobe APP14 transform flag (0 = none/CMYK, 1 = YCbCr, 2 = YCCK), if present.
+    pub adobe_transform: Option<u8>,
+}
+
+impl ImageInfo {
+    /// Pixel count declared by the header.
+    pub fn pixels(&self) -> u64 {
+        u64::from(self.width) * u64::from(self.height)
+    }
+
+    /// Upper bound of the bytes a decode of this image holds at once (decoded pixels at
+    /// 4 bytes each plus decoder scratch), for admission control. The engine's shrink-on-load
+    /// often needs far less; this errs on the safe side.
+    pub fn decode_budget_bytes(&self) -> u64 {
+        // 4 bytes/pixel for the widest layout, plus ~1.5 bytes/pixel of decoder planes.
+        self.pixels() * 11 / 2 + 1024 * 1024
+    }
+}
+
+/// Sniffs the format and reads the header. Refuses what exceeds `limits` with a typed error.
+pub fn probe(data: &[u8], limits: &Limits) -> Result<ImageInfo, Error> {
+    if data.len() as u64 > limits.max_input_bytes {
+        return Err(Error::InputTooLarge {
+            size: data.len() as u64,
+            limit: limits.max_input_bytes,
+        });
+    }
+    let info = match sniff(data)? {
+        InputFormat::Jpeg => jpeg_header(data)?,
+        InputFormat::Png => png_header(data)?,
+    };
+    if info.width == 0 || info.height == 0 {
+        return Err(Error::Corrupt {
+            format: info.format.name(),
+            detail: format!("zero dimension {}x{}", info.width, info.height),
+        });
+    }
+    limits.check_dimensions(info.width, info.height)?;
+    Ok(info)
+}
+
+/// Identifies the format from its magic bytes.
+pub(crate) fn sniff(data: &[u8]) -> Result<InputFormat, Error> {
+    const OTHERS: &[(&[u8], usize, &str)] = &[
+        (b"GIF8", 0, "GIF"),
+        (b"WEBP", 8, "WebP"),
+        (b"BM", 0, "BMP"),
+        (b"II*\0", 0, "TIFF"),
+        (b"MM\0*", 0, "TIFF"),
+        (b"ftypavif", 4, "AVIF"),
+        (b"ftypheic", 4, "HEIC"),
+        (b"ftypmif1", 4, "HEIF"),
+        (b"\0\0\0\x0cjP  ", 0, "JPEG 2000"),
+        (b"\xff\x0a", 0, "JPEG XL"),
+        (b"%PDF", 0, "PDF"),
+        (b"<svg", 0, "SVG"),
+        (b"<?xml", 0, "XML/SVG"),
+    ];
+    if data.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return Ok(InputFormat::Jpeg);
+    }
+    if data.starts_with(b"\x89PNG\r\n\x1a\n") {
+        return Ok(InputFormat::Png);
+    }
+    if data.is_empty() {
+        return Err(Error::Unsupported("empty input (0 bytes)".into()));
+    }
+    for (magic, offset, name) in OTHERS {
+        if data.get(*offset..offset + magic.len()) == Some(magic) {
+            return Err(Error::Unsupported(format!(
+                "{name} input is not supported (JPEG and PNG are)"
+            )));
+        }
+    }
+    Err(Error::Unsupported(
+        "not a JPEG or PNG file (unrecognised magic bytes)".into(),
+    ))
+}
+
+fn png_header(data: &[u8]) -> Result<ImageInfo, Error> {
+    // Signature (8) + IHDR length (4) + "IHDR" (4) + 13 bytes of IHDR data.
+    let truncated = || Error::Truncated {
+        format: "png",
+        detail: "file ends inside the IHDR header".into(),
+    };
+    let ihdr = data.get(8..29).ok_or_else(truncated)?;
+    if &ihdr[4..8] != b"IHDR" {
+        return Err(Error::Corrupt {
+            format: "png",
+            detail: "first chunk is not IHDR".into(),
+        });
+    }
+    let be32 = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    let channels = match ihdr[17] {
+        0 => 1,
+        2 => 3,
+        3 => 3,
+        4 => 2,
+        6 => 4,
+        other => {
+            return Err(Error::Corrupt {
+                format: "png",
+                detail: format!("invalid colour type {other}"),
+            })
+        }
+    };
+    Ok(ImageInfo {
+        format: InputFormat::Png,
+        width: be32(&ihdr[8..12]),
+        height: be32(&ihdr[12..16]),
+        channels,
+        jpeg_coding: None,
+        adobe_transform: None,
+    })
+}
+
+/// Walks the JPEG markers up to the first SOF. Tolerates junk between segments, as libjpeg does.
+fn jpeg_header(data: &[u8]) -> Result<ImageInfo, Error> {
+    let truncated = || Error::Truncated {
+        format: "jpeg",
+        detail: "file ends before the frame header (SOF)".into(),
+    };
+    let mut pos = 2;
+    let mut adobe_transform = None;
+    loop {
+        // Find the next 0xFF, skipping extraneous bytes, then skip fill bytes.
+        while *data.get(pos).ok_or_else(truncated)? != 0xFF {
+            pos += 1;
+        }
+        while *data.get(pos).ok_or_else(truncated)? == 0xFF {
+            pos += 1;
+        }
+        let marker = data[pos];
+        pos += 1;
+        match marker {
+            0x00 | 0x01 | 0xD0..=0xD8 => continue, // stuffing, TEM, RSTn, SOI: no length
+            0xD9 | 0xDA => {
+                return Err(Error::Corrupt {
+                    format: "jpeg",
+                    detail: "no frame header (SOF) before the image data".into(),
+                })
+            }
+            _ => {}
+        }
+        let len_bytes = data.get(pos..pos + 2).ok_or_else(truncated)?;
+        let len = usize::from(u16::from_be_bytes([len_bytes[0], len_bytes[1]]));
+        if len < 2 {
+            return Err(Error::Corrupt {
+                format: "jpeg",
+                detail: format!("segment length {len} for marker {marker:#04x}"),
+            });
+        }
+        let segment = data.get(pos + 2..pos + len).ok_or_else(truncated)?;
+        match marker {
+            0xEE if segment.len() >= 12 && segment.starts_with(b"Adobe") => {
+                adobe_transform = Some(segment[11]);
+            }
+            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
+                if segment.len() < 6 {
+                    return Err(truncated());
+                }
+                let coding = match marker {
+                    0xC0 | 0xC1 => JpegCoding::Baseline,
+                    0xC2 => JpegCoding::Progressive,
+                    0xC9..=0xCB => JpegCoding::Arithmetic,
+                    _ => JpegCoding::Other,
+                };
+                let height = u32::from(u16::from_be_bytes([segment[1], segment[2]]));
+                let width = u32::from(u16::from_be_bytes([segment[3], segment[4]]));
+                if height == 0 {
+                    return Err(Error::Unsupported(
+                        "JPEG with height defined by a DNL marker".into(),
+                    ));
+                }
+                return Ok(ImageInfo {
+                    format: InputFormat::Jpeg,
+                    width,
+                    height,
+                    channels: segment[5],
+                    jpeg_coding: Some(coding),
+                    adobe_transform,
+                });
+            }
+            _ => {}
+        }
+        pos += len;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffs_by_magic_not_name() {
+        assert_eq!(sniff(b"\xff\xd8\xff\xe0").unwrap(), InputFormat::Jpeg);
+        assert_eq!(sniff(b"\x89PNG\r\n\x1a\n").unwrap(), InputFormat::Png);
+        let gif = sniff(b"GIF89a....").unwrap_err();
+        assert!(gif.to_string().contains("GIF"), "{gif}");
+        assert!(matches!(sniff(b""), Err(Error::Unsupported(_))));
+        assert!(matches!(sniff(b"hello"), Err(Error::Unsupported(_))));
+    }
+
+    #[test]
+    fn refuses_hostile_png_header_without_decoding() {
+        let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+        png.extend_from_slice(&50_000u32.to_be_bytes());
+        png.extend_from_slice(&50_000u32.to_be_bytes());
+        png.extend_from_slice(&[1, 0, 0, 0, 0]);
+        let err = probe(&png, &Limits::default()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::TooManyPixels {
+                    pixels: 2_500_000_000,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn truncated_jpeg_header_is_typed() {
+        let err = probe(b"\xff\xd8\xff\xe0\x00\x10JFIF", &Limits::default()).unwrap_err();
+        assert!(matches!(err, Error::Truncated { .. }), "{err}");
+    }
+
+    #[test]
+    fn input_size_limit() {
+        let limits = Limits {
+            max_input_bytes: 4,
+            ..Limits::default()
+        };
+        let err = probe(b"\xff\xd8\xff\xe0\0\0", &limits).unwrap_err();
+        assert!(matches!(err, Error::InputTooLarge { size: 6, limit: 4 }));
+    }
+}

@@ -1,0 +1,157 @@
+//! The resize plan (pure arithmetic, property-tested) and its execution with fast_image_resize.
+//!
+//! Large reductions go in two steps, as libvips does: a cheap area average (box) down to about
+//! twice the target, then the high-quality filter for the last factor of about two.
+
+use std::cell::RefCell;
+
+use fast_image_resize::images::{Image, ImageRef};
+use fast_image_resize::{CropBox, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+
+use crate::bitmap::{Bitmap, ColorModel};
+use crate::request::{Filter, Fit};
+use crate::Error;
+
+/// Output dimensions of a `size`×`size` thumbnail of a `width`×`height` image.
+///
+/// `Inside` keeps the aspect ratio (longest side = `size`, never enlarged); `Cover` fills the
+/// box and crops (each side = `size`, or the source side when that is smaller). Never zero.
+pub fn plan(width: u32, height: u32, size: u32, fit: Fit) -> (u32, u32) {
+    let (w, h, n) = (u64::from(width), u64::from(height), u64::from(size.max(1)));
+    match fit {
+        Fit::Cover => (width.min(size).max(1), height.min(size).max(1)),
+        Fit::Inside if w <= n && h <= n => (width.max(1), height.max(1)),
+        Fit::Inside if w >= h => (size, div_round(h * n, w).clamp(1, n) as u32),
+        Fit::Inside => (div_round(w * n, h).clamp(1, n) as u32, size),
+    }
+}
+
+fn div_round(a: u64, b: u64) -> u64 {
+    (a + b / 2) / b
+}
+
+/// Integer factor by which the decoder may box-reduce `width`×`height` on load while leaving
+/// at least a factor of two for the final filter to reach `target` (the libvips rule).
+pub(crate) fn shrink_on_load_factor(width: u32, height: u32, target: (u32, u32)) -> u32 {
+    let fx = width / target.0.max(1);
+    let fy = height / target.1.max(1);
+    (fx.min(fy) / 2).max(1)
+}
+
+thread_local! {
+    /// One resizer per pool thread: it keeps its convolution buffers between images.
+    static RESIZER: RefCell<Resizer> = RefCell::new(Resizer::new());
+}
+
+/// Resizes (and for `Cover`, centre-crops) `src` to exactly `dst_w`×`dst_h`.
+pub(crate) fn resize(
+    src: &Bitmap,
+    (dst_w, dst_h): (u32, u32),
+    fit: Fit,
+    filter: Filter,
+) -> Result<Bitmap, Error> {
+    let crop = match fit {
+        Fit::Cover => {
+            CropBox::fit_src_into_dst_size(src.width, src.height, dst_w, dst_h, Some((0.5, 0.5)))
+        }
+        Fit::Inside => CropBox {
+            left: 0.0,
+            top: 0.0,
+            width: f64::from(src.width),
+            height: f64::from(src.height),
+        },
+    };
+    let whole = crop.width == f64::from(src.width) && crop.height == f64::from(src.height);
+    if whole && (src.width, src.height) == (dst_w, dst_h) {
+        return Ok(src.clone());
+    }
+    let pixel_type = match src.model {
+        ColorModel::Gray => PixelType::U8,
+        ColorModel::GrayAlpha => PixelType::U8x2,
+        ColorModel::Rgb => PixelType::U8x3,
+        ColorModel::Rgba | ColorModel::Cmyk => PixelType::U8x4,
+    };
+    let fail = |e: &dyn std::fmt::Display| Error::Internal(format!("resize: {e}"));
+    let source =
+        ImageRef::new(src.width, src.height, &src.data, pixel_type).map_err(|e| fail(&e))?;
+    // Premultiply so transparent pixels' colour does not bleed (no dark fringes). CMYK has no
+    // alpha even though it has four channels.
+    let base = ResizeOptions::new().use_alpha(src.model.has_alpha());
+    let final_alg = ResizeAlg::Convolution(filter_type(filter));
+
+    RESIZER.with_borrow_mut(|resizer| {
+        let big = crop.width / f64::from(dst_w) > 3.0 && crop.height / f64::from(dst_h) > 3.0;
+        let mut dst = Image::new(dst_w, dst_h, pixel_type);
+        if big {
+            let mut mid = Image::new(dst_w * 2, dst_h * 2, pixel_type);
+            let opts = base
+                .crop(crop.left, crop.top, crop.width, crop.height)
+                .resize_alg(ResizeAlg::Convolution(FilterType::Box));
+            resizer
+                .resize(&source, &mut mid, &opts)
+                .map_err(|e| fail(&e))?;
+            let opts = base.resize_alg(final_alg);
+            resizer
+                .resize(&mid, &mut dst, &opts)
+                .map_err(|e| fail(&e))?;
+        } else {
+            let opts = base
+                .crop(crop.left, crop.top, crop.width, crop.height)
+                .resize_alg(final_alg);
+            resizer
+                .resize(&source, &mut dst, &opts)
+                .map_err(|e| fail(&e))?;
+        }
+        Ok(Bitmap::new(dst_w, dst_h, src.model, dst.into_vec()))
+    })
+}
+
+fn filter_type(filter: Filter) -> FilterType {
+    match filter {
+        Filter::Lanczos3 => FilterType::Lanczos3,
+        Filter::CatmullRom => FilterType::CatmullRom,
+        Filter::Mitchell => FilterType::Mitchell,
+        Filter::Hamming => FilterType::Hamming,
+        Filter::Bilinear => FilterType::Bilinear,
+        Filter::Box => FilterType::Box,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_examples() {
+        assert_eq!(plan(4352, 2448, 256, Fit::Inside), (256, 144));
+        assert_eq!(plan(2448, 4352, 256, Fit::Inside), (144, 256));
+        assert_eq!(plan(100, 50, 256, Fit::Inside), (100, 50));
+        assert_eq!(plan(50000, 1, 256, Fit::Inside), (256, 1));
+        assert_eq!(plan(4000, 3000, 256, Fit::Cover), (256, 256));
+        assert_eq!(plan(1, 118, 256, Fit::Cover), (1, 118));
+    }
+
+    #[test]
+    fn shrink_leaves_a_factor_of_two() {
+        assert_eq!(shrink_on_load_factor(4000, 3000, (256, 192)), 7);
+        assert_eq!(shrink_on_load_factor(600, 400, (256, 171)), 1);
+    }
+
+    #[test]
+    fn resize_keeps_flat_colour_and_alpha_edges_clean() {
+        // Opaque red next to fully transparent black: no dark fringe after premultiplied resize.
+        let mut data = Vec::new();
+        for x in 0..64 {
+            data.extend_from_slice(if x < 32 {
+                &[255, 0, 0, 255]
+            } else {
+                &[0, 0, 0, 0]
+            });
+        }
+        let src = Bitmap::new(64, 64, ColorModel::Rgba, data.repeat(64));
+        let out = resize(&src, (16, 16), Fit::Inside, Filter::Lanczos3).unwrap();
+        for px in out.data.chunks_exact(4).filter(|p| p[3] > 16) {
+            assert!(px[0] > 240, "fringe {px:?}");
+        }
+    }
+}

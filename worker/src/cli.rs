@@ -1,0 +1,180 @@
+//! Command-line interface. Every flag's default is shown in `--help`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use thumbd_engine::{Filter, Fit, Limits, OutputFormat, Request};
+
+/// thumbd: fast, memory-bounded thumbnails of JPEG and PNG images.
+#[derive(Debug, Parser)]
+#[command(name = "thumbd", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Make thumbnails of files and folders (a batch run on all cores).
+    ///
+    /// Each input file becomes `<OUT>/<relative path without extension>.<size>.<ext>`: a file
+    /// given directly lands at `<OUT>/<stem>.<size>.<ext>`, a file found in a folder keeps the
+    /// folder's name and inner path (`photos/a.jpg` → `<OUT>/photos/a.256.jpg`). Folders are
+    /// walked recursively for image-named files (jpg, jpeg, jpe, jfif, mpo, png, gif, webp,
+    /// bmp, tif, tiff, avif, heic, jxl; hidden files skipped); the format is always sniffed from
+    /// the bytes. Exit status: 0 all inputs succeeded, 1 some failed (the others are still
+    /// processed), 2 usage error.
+    Thumbnail(ThumbnailArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ThumbnailArgs {
+    /// Input files or folders.
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+
+    /// Output folder (created if missing).
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub out: PathBuf,
+
+    #[command(flatten)]
+    pub image: ImageArgs,
+
+    /// Worker threads [default: the CPUs this container may use (cgroup cpu.max aware)].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
+
+    /// Print one JSON object per input on stdout (no progress bar).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Thumbnail settings shared by the batch CLI and the worker.
+#[derive(Debug, Clone, Args)]
+pub struct ImageArgs {
+    /// Box side in pixels; repeat for several sizes from one decode.
+    #[arg(long = "size", short = 's', value_name = "N", default_value = "256",
+          value_parser = clap::value_parser!(u32).range(1..=8192))]
+    pub sizes: Vec<u32>,
+
+    /// How the image fits the N×N box: `inside` keeps it whole, `cover` fills and centre-crops.
+    #[arg(long, value_enum, default_value_t = FitArg::Inside)]
+    pub fit: FitArg,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = FormatArg::Jpeg)]
+    pub format: FormatArg,
+
+    /// JPEG/WebP quality, 1-100.
+    #[arg(long, short = 'q', default_value_t = 80,
+          value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub quality: u8,
+
+    /// Write progressive JPEG.
+    #[arg(long)]
+    pub progressive: bool,
+
+    /// Resampling filter of the final resize step.
+    #[arg(long, value_enum, default_value_t = FilterArg::Lanczos3)]
+    pub filter: FilterArg,
+
+    /// Background for transparent pixels in JPEG output, as RRGGBB hex.
+    #[arg(long, value_name = "RRGGBB", default_value = "ffffff", value_parser = parse_hex_color)]
+    pub background: [u8; 3],
+
+    /// Refuse images with more pixels than this (checked from the header, before decoding).
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_pixels)]
+    pub max_pixels: u64,
+
+    /// Refuse inputs larger than this many bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_input_bytes)]
+    pub max_input_bytes: u64,
+}
+
+impl ImageArgs {
+    pub fn request(&self) -> Request {
+        let mut sizes = self.sizes.clone();
+        sizes.dedup();
+        Request {
+            sizes,
+            fit: match self.fit {
+                FitArg::Inside => Fit::Inside,
+                FitArg::Cover => Fit::Cover,
+            },
+            format: match self.format {
+                FormatArg::Jpeg => OutputFormat::Jpeg,
+                FormatArg::Png => OutputFormat::Png,
+                FormatArg::Webp => OutputFormat::Webp,
+            },
+            quality: self.quality,
+            progressive: self.progressive,
+            filter: match self.filter {
+                FilterArg::Lanczos3 => Filter::Lanczos3,
+                FilterArg::CatmullRom => Filter::CatmullRom,
+                FilterArg::Mitchell => Filter::Mitchell,
+                FilterArg::Hamming => Filter::Hamming,
+                FilterArg::Bilinear => Filter::Bilinear,
+                FilterArg::Box => Filter::Box,
+            },
+            background: self.background,
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_pixels: self.max_pixels,
+            max_input_bytes: self.max_input_bytes,
+            ..Limits::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FitArg {
+    Inside,
+    Cover,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    Jpeg,
+    Png,
+    Webp,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FilterArg {
+    Lanczos3,
+    CatmullRom,
+    Mitchell,
+    Hamming,
+    Bilinear,
+    Box,
+}
+
+fn parse_hex_color(s: &str) -> Result<[u8; 3], String> {
+    let hex = s.trim_start_matches('#');
+    let valid = hex.len() == 6 && hex.chars().all(|c| c.is_ascii_hexdigit());
+    if !valid {
+        return Err(format!("`{s}` is not an RRGGBB hex colour"));
+    }
+    let byte = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16).map_err(|e| e.to_string());
+    Ok([byte(0)?, byte(2)?, byte(4)?])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn hex_colours() {
+        assert_eq!(parse_hex_color("#ff8000"), Ok([255, 128, 0]));
+        assert!(parse_hex_color("fff").is_err());
+    }
+}

@@ -1,0 +1,10 @@
+//! thumbd: the batch CLI and (in its own module) the Pub/Sub worker, around `thumbd-engine`.
+//!
+//! # Layout
+//! - [`cli`] — flags and their defaults;
+//! - [`resources`] — CPUs and memory the container really has;
+//! - [`batch`] — `thumbd thumbnail`: files → engine on a rayon pool → files.
+
+pub mod batch;
+pub mod cli;
+pub mod resources;

@@ -1,0 +1,22 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use thumbd::cli::{Cli, Command};
+
+/// mimalloc: fast multi-threaded allocation and prompt return of large freed buffers.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Thumbnail(args) => thumbd::batch::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("thumbd: error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
