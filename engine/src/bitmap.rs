@@ -123,11 +123,7 @@ impl BoxShrinker {
                 let alpha = ch - 1;
                 let a_sum = sum[alpha];
                 for &c in &sum[..alpha] {
-                    let v = if a_sum == 0 {
-                        0
-                    } else {
-                        (c + a_sum / 2) / a_sum
-                    };
+                    let v = (c + a_sum / 2).checked_div(a_sum).unwrap_or(0);
                     self.out.push(v as u8);
                 }
                 self.out.push(((a_sum + n / 2) / n) as u8);

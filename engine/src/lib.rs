@@ -45,6 +45,7 @@ mod orient;
 mod probe;
 mod request;
 mod resize;
+pub mod stages;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 

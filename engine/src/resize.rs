@@ -35,7 +35,8 @@ fn div_round(a: u64, b: u64) -> u64 {
 pub(crate) fn shrink_on_load_factor(width: u32, height: u32, target: (u32, u32)) -> u32 {
     let fx = width / target.0.max(1);
     let fy = height / target.1.max(1);
-    (fx.min(fy) / 2).max(1)
+    // Capped so the u32 box sums of `BoxShrinker` cannot overflow (64² × 255² < 2³²).
+    (fx.min(fy) / 2).clamp(1, 64)
 }
 
 thread_local! {

@@ -1,0 +1,68 @@
+//! The pipeline's stages one by one, for benchmarks and capacity tools that time each stage.
+//! [`crate::thumbnail`] is the API for everything else.
+
+use crate::bitmap::Bitmap;
+use crate::{color, decode, encode, resize, Error, Filter, Fit, ImageInfo, OutputFormat, Request};
+
+/// Decoded (possibly shrunk-on-load) pixels in the file's own colour space.
+#[derive(Debug, Clone)]
+pub struct Pixels {
+    bitmap: Bitmap,
+    icc: Option<Vec<u8>>,
+}
+
+impl Pixels {
+    /// Width in pixels.
+    pub fn width(&self) -> u32 {
+        self.bitmap.width
+    }
+    /// Height in pixels.
+    pub fn height(&self) -> u32 {
+        self.bitmap.height
+    }
+    /// Channels per pixel (1 gray, 2 gray+alpha, 3 RGB, 4 RGBA or CMYK).
+    pub fn channels(&self) -> usize {
+        self.bitmap.model.channels()
+    }
+    /// Bytes held by the pixel buffer.
+    pub fn byte_len(&self) -> usize {
+        self.bitmap.data.len()
+    }
+}
+
+/// Integer factor the decoder may box-reduce by on load for a `target` output (libvips' rule:
+/// leave a factor of two for the final filter).
+pub fn shrink_on_load_factor(info: &ImageInfo, target: (u32, u32)) -> u32 {
+    resize::shrink_on_load_factor(info.width, info.height, target)
+}
+
+/// Stage 1: decode, reducing by up to `shrink` while decoding where the format allows.
+pub fn decode(data: &[u8], info: &ImageInfo, shrink: u32) -> Result<Pixels, Error> {
+    let decoded = decode::decode(data, info, shrink)?;
+    Ok(Pixels {
+        bitmap: decoded.bitmap,
+        icc: decoded.icc,
+    })
+}
+
+/// Stage 2: resize to exactly `target` (centre-cropping for [`Fit::Cover`]).
+pub fn resize(
+    pixels: &Pixels,
+    target: (u32, u32),
+    fit: Fit,
+    filter: Filter,
+) -> Result<Pixels, Error> {
+    Ok(Pixels {
+        bitmap: resize::resize(&pixels.bitmap, target, fit, filter)?,
+        icc: pixels.icc.clone(),
+    })
+}
+
+/// Stages 3–4: convert to sRGB, flatten alpha for JPEG, encode.
+pub fn encode(pixels: &Pixels, request: &Request) -> Result<Vec<u8>, Error> {
+    let mut bitmap = color::to_srgb(pixels.bitmap.clone(), pixels.icc.as_deref());
+    if request.format == OutputFormat::Jpeg {
+        bitmap = encode::flatten(bitmap, request.background);
+    }
+    encode::encode(&bitmap, request)
+}
