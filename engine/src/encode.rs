@@ -49,7 +49,7 @@ pub(crate) fn flatten(bitmap: Bitmap, background: [u8; 3]) -> Bitmap {
 }
 
 fn jpeg(bitmap: &Bitmap, request: &Request) -> Result<Vec<u8>, Error> {
-    use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
+    use jpeg_encoder::{ChromaSubsamplingMethod, ColorType, Encoder, SamplingFactor};
     let color = match bitmap.model {
         ColorModel::Gray => ColorType::Luma,
         ColorModel::Rgb => ColorType::Rgb,
@@ -63,6 +63,8 @@ fn jpeg(bitmap: &Bitmap, request: &Request) -> Result<Vec<u8>, Error> {
     let mut out = Vec::with_capacity(bitmap.data.len() / 8 + 1024);
     let mut encoder = Encoder::new(&mut out, request.quality);
     encoder.set_sampling_factor(SamplingFactor::R_4_2_0);
+    // Averaging as libjpeg does; the default top-left pick aliases chroma edges.
+    encoder.set_chroma_subsampling_method(ChromaSubsamplingMethod::Average);
     encoder.set_progressive(request.progressive);
     encoder.set_optimized_huffman_tables(true);
     encoder.encode(&bitmap.data, w, h, color).map_err(fail)?;
