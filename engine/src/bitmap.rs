@@ -87,25 +87,13 @@ impl BoxShrinker {
     }
 
     pub(crate) fn push_row(&mut self, row: &[u8]) {
-        let ch = self.model.channels();
-        let row = &row[..self.src_width * ch];
-        if self.model.has_alpha() {
-            let alpha = ch - 1;
-            for (x, px) in row.chunks_exact(ch).enumerate() {
-                let sum = &mut self.sums[(x / self.factor) * ch..][..ch];
-                let a = u32::from(px[alpha]);
-                for c in 0..alpha {
-                    sum[c] += u32::from(px[c]) * a;
-                }
-                sum[alpha] += a;
-            }
-        } else {
-            for (x, px) in row.chunks_exact(ch).enumerate() {
-                let sum = &mut self.sums[(x / self.factor) * ch..][..ch];
-                for (s, &v) in sum.iter_mut().zip(px) {
-                    *s += u32::from(v);
-                }
-            }
+        let row = &row[..self.src_width * self.model.channels()];
+        match (self.model.channels(), self.model.has_alpha()) {
+            (1, _) => accumulate::<1, false>(row, self.factor, &mut self.sums),
+            (2, _) => accumulate::<2, true>(row, self.factor, &mut self.sums),
+            (3, _) => accumulate::<3, false>(row, self.factor, &mut self.sums),
+            (_, true) => accumulate::<4, true>(row, self.factor, &mut self.sums),
+            (_, false) => accumulate::<4, false>(row, self.factor, &mut self.sums),
         }
         self.rows_in_band += 1;
         if self.rows_in_band == self.factor {
@@ -142,6 +130,30 @@ impl BoxShrinker {
         }
         let height = self.out.len() / (self.out_width * self.model.channels());
         Bitmap::new(self.out_width as u32, height as u32, self.model, self.out)
+    }
+}
+
+/// Adds one row into the per-block sums; monomorphised per layout so the inner loops unroll.
+/// With alpha, colour is weighted by alpha (premultiplied) and the last channel sums alpha.
+fn accumulate<const CH: usize, const ALPHA: bool>(row: &[u8], factor: usize, sums: &mut [u32]) {
+    for (block, sum) in row.chunks(factor * CH).zip(sums.chunks_exact_mut(CH)) {
+        let mut acc = [0u32; CH];
+        for px in block.chunks_exact(CH) {
+            if ALPHA {
+                let a = u32::from(px[CH - 1]);
+                for c in 0..CH - 1 {
+                    acc[c] += u32::from(px[c]) * a;
+                }
+                acc[CH - 1] += a;
+            } else {
+                for c in 0..CH {
+                    acc[c] += u32::from(px[c]);
+                }
+            }
+        }
+        for c in 0..CH {
+            sum[c] += acc[c];
+        }
     }
 }
 

@@ -295,8 +295,12 @@ pub fn run(args: ThumbnailArgs) -> anyhow::Result<ExitCode> {
     }
     progress.finish_and_clear();
     let secs = start.elapsed().as_secs_f64().max(1e-9);
+    let peak_rss = peak_rss_bytes().map_or_else(
+        || "unknown".to_string(),
+        |b| format!("{:.0} MiB", b as f64 / (1 << 20) as f64),
+    );
     eprintln!(
-        "thumbd: {} images, {ok} ok, {failed} failed in {secs:.2} s: {:.1} images/s, {:.1} input MP/s ({threads} threads)",
+        "thumbd: {} images, {ok} ok, {failed} failed in {secs:.2} s: {:.1} images/s, {:.1} input MP/s ({threads} threads, peak RSS {peak_rss})",
         ok + failed,
         ok as f64 / secs,
         megapixels / secs,
@@ -306,6 +310,14 @@ pub fn run(args: ThumbnailArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Peak resident set size of this process (`VmHWM`), for the summary line.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 #[cfg(test)]
