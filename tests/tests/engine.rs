@@ -411,41 +411,25 @@ mod quality {
             NoThumbnail(ErrorKind::Unsupported),
             "arithmetic coding",
         ),
-        // ENGINE BUG: the bottom ~70% comes out flat grey. zune-jpeg stops at the extraneous
-        // bytes before an RST marker where libjpeg resynchronises and goes on.
+        // ENGINE BUG: rows below ~30% come out flat grey. zune-jpeg (non-strict) gives up at
+        // the 1214 extraneous bytes before an RST marker where libjpeg resynchronises on the
+        // marker and decodes the rest.
         (
             "pil_hopper_bad_exif.jpg",
             MinPsnr(9.5),
             "junk before RST: decoding stops",
         ),
-        // 5x3 palette with per-entry alpha over white: the top row's purple differs (R 131 vs
-        // 92); chroma subsampling of a 3-row image, jpeg-encoder vs libjpeg.
-        (
-            "skimage_foo3x5x4indexed.png",
-            MinPsnr(16.5),
-            "tiny transparent palette",
-        ),
-        // 1 px wide: no resize, so this is JPEG re-encoding of a 1-column image (chroma).
-        ("imdoc_background_1x118.jpg", MinPsnr(24.0), "1 px wide"),
-        // ICC conversion of a big embedded profile differs from libvips' (lcms2).
+        // Not an engine bug: the reference is off. libvips 8.14 leaves this 400 KB embedded
+        // profile unapplied (its thumbnail is within 35 dB of the raw, unconverted pixels); the
+        // engine's moxcms conversion agrees with lcms2 through Pillow's ImageCms at 35.4 dB.
         (
             "pil_icc_profile_big.jpg",
             MinPsnr(27.0),
             "embedded ICC conversion",
         ),
-        // tRNS colour key / bKGD sources flattened over white: edges differ from libvips.
-        (
-            "go_pngsuite_ftbrn2c08.png",
-            MinPsnr(27.0),
-            "tRNS colour key",
-        ),
-        ("pil_p_trns_single.png", MinPsnr(28.0), "tRNS single entry"),
-        ("pil_rgb_trns.png", MinPsnr(28.0), "tRNS colour key"),
-        // 6x1024 -> 2x256: extreme downscale of a 6-px-wide bar.
+        // 6x1024 -> 2x256: a 6-px-wide bar squeezed to 2 px; the filters' edge handling at a
+        // 3:1 ratio on 6 pixels differs from libvips' (one column ~11 levels brighter).
         ("imdoc_splitbar_6x1024.png", MinPsnr(28.0), "6 px wide"),
-        // 256x256 interlaced: no resize at all, so this is JPEG re-encoding (jpeg-encoder vs
-        // libjpeg at q80) of a noisy picture.
-        ("go_benchRGB-interlace.png", MinPsnr(29.0), "re-encode only"),
     ];
 
     #[test]
