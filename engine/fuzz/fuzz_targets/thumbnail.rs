@@ -10,10 +10,9 @@ use libfuzzer_sys::fuzz_target;
 use thumbd_engine::{thumbnail, Error, Filter, Fit, Limits, OutputFormat, Request};
 
 fuzz_target!(|data: &[u8]| {
-    let seed = data
-        .iter()
-        .take(64)
-        .fold(0x811c_9dc5u32, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    let seed = data.iter().take(64).fold(0x811c_9dc5u32, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
     let pick = |shift: u32, n: u32| ((seed >> shift) % n) as usize;
     const SIZES: [u32; 6] = [1, 7, 16, 33, 64, 128];
     let mut sizes = vec![SIZES[pick(0, 6)]];
@@ -50,7 +49,13 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(thumbs.len(), request.sizes.len());
             for t in &thumbs {
                 assert!(t.width >= 1 && t.height >= 1, "zero-sized thumbnail");
-                assert!(t.width <= t.size && t.height <= t.size, "{}x{} outside {}", t.width, t.height, t.size);
+                assert!(
+                    t.width <= t.size && t.height <= t.size,
+                    "{}x{} outside {}",
+                    t.width,
+                    t.height,
+                    t.size
+                );
                 assert!(!t.data.is_empty());
             }
         }
