@@ -66,7 +66,8 @@ fn jpeg(bitmap: &Bitmap, request: &Request) -> Result<Vec<u8>, Error> {
     // Averaging as libjpeg does; the default top-left pick aliases chroma edges.
     encoder.set_chroma_subsampling_method(ChromaSubsamplingMethod::Average);
     encoder.set_progressive(request.progressive);
-    encoder.set_optimized_huffman_tables(true);
+    // No optimised Huffman tables: jpeg-encoder then writes one scan per component, which
+    // zune-jpeg 0.5 (and so image-rs) misreads; standard tables cost ~5-10 % in size.
     encoder.encode(&bitmap.data, w, h, color).map_err(fail)?;
     Ok(out)
 }
