@@ -1,0 +1,246 @@
+//! `thumbd-perf`: runs the engine over a corpus at 1..N threads and writes the capacity report
+//! people plan GKE deployments from (`report.md`, `report.json`, SVG charts), optionally with
+//! peers and a sizing for a target rate and traffic mix. See `perf/README.md`.
+
+mod charts;
+mod measure;
+mod peers;
+mod report;
+mod run;
+mod sizing;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use thumbd_benches::{Corpus, CorpusDir, CorpusKind};
+
+// Same allocator as the `thumbd` binary, so RSS figures are the ones a deployment sees.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(name = "thumbd-perf", version, about = "thumbd capacity-planning reports")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Measure the engine on a corpus; write report.md, report.json and SVG charts.
+    Report(ReportArgs),
+    /// Internal: one measured run in its own process (spawned by `report`).
+    #[command(hide = true)]
+    Run {
+        #[arg(long)]
+        threads: usize,
+        #[arg(long)]
+        list: PathBuf,
+        #[arg(long = "size", required = true)]
+        sizes: Vec<u32>,
+    },
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// Folder of JPEG/PNG files [default: corpus/full if fetched, else corpus/].
+    #[arg(long)]
+    corpus: Option<PathBuf>,
+    /// Output folder (created).
+    #[arg(long)]
+    out: PathBuf,
+    /// Highest thread count [default: the CPUs this process may use].
+    #[arg(long)]
+    max_threads: Option<usize>,
+    /// Repetitions of every configuration (medians are reported).
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Thumbnail size (repeatable).
+    #[arg(long = "size", default_values_t = [256u32])]
+    sizes: Vec<u32>,
+    /// Also time vipsthumbnail, Pillow(-SIMD) and sharp where installed.
+    #[arg(long)]
+    peers: bool,
+    /// Images/s to size a deployment for (needs --mix).
+    #[arg(long, requires = "mix")]
+    target_rate: Option<f64>,
+    /// Traffic mix and autoscaling assumptions (see corpus/mix.toml).
+    #[arg(long, requires = "target_rate")]
+    mix: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Run {
+            threads,
+            list,
+            sizes,
+        } => run::child(threads, &list, sizes),
+        Cmd::Report(args) => report(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("thumbd-perf: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn report(args: ReportArgs) -> Result<()> {
+    if args.reps == 0 {
+        bail!("--reps must be at least 1");
+    }
+    // Validate the mix before minutes of measuring.
+    let mix = args
+        .mix
+        .as_deref()
+        .map(sizing::Mix::load)
+        .transpose()?;
+    let dir = match &args.corpus {
+        Some(dir) => CorpusDir {
+            dir: dir.clone(),
+            kind: CorpusKind::Custom,
+        },
+        None => thumbd_benches::find_corpus()?,
+    };
+    let corpus = Corpus::load(dir)?;
+    corpus.announce("thumbd-perf");
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let max_threads = args.max_threads.unwrap_or(cpus).max(1);
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let work = args.out.join(".work");
+    std::fs::create_dir_all(&work)?;
+
+    let peer_list = if args.peers {
+        peers::detect()
+    } else {
+        Vec::new()
+    };
+    let files: Vec<PathBuf> = corpus.samples.iter().map(|s| s.path.clone()).collect();
+    let mut peer_runs = peers::PeerRuns::default();
+    let peer_threads: Vec<usize> = if max_threads > 1 {
+        vec![1, max_threads]
+    } else {
+        vec![1]
+    };
+    let plan = measure::Plan {
+        corpus: &corpus,
+        max_threads,
+        reps: args.reps,
+        sizes: &args.sizes,
+        work: &work,
+    };
+    let m = measure::measure(&plan, |rep| {
+        for peer in &peer_list {
+            for &threads in &peer_threads {
+                eprintln!(
+                    "thumbd-perf: rep {}/{} peer {}, {threads} process(es)",
+                    rep + 1,
+                    args.reps,
+                    peer.name
+                );
+                peer_runs.push(peer.name, threads, peers::run(peer, &files, threads, &work)?);
+            }
+        }
+        Ok(())
+    })?;
+    let _ = std::fs::remove_dir_all(&work);
+
+    let model_check = sizing::check(&m)?;
+    let sizing = match (&mix, args.target_rate) {
+        (Some(mix), Some(rate)) => Some(sizing::size(&m, mix, rate)?),
+        _ => None,
+    };
+    let peers = args.peers.then(|| {
+        peer_runs.figures(files.len(), |t| {
+            m.run(t).map_or(0.0, |r| r.images_per_s)
+        })
+    });
+
+    let resources = thumbd::resources::Resources::detect();
+    let report = report::Report {
+        tool: format!("thumbd-perf {}", env!("CARGO_PKG_VERSION")),
+        generated_unix_s: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        machine: report::Machine {
+            cpu_model: cpu_model(),
+            cpus,
+            memory_bytes: resources.memory_bytes,
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default(),
+        },
+        corpus: report::CorpusSummary {
+            dir: corpus.dir.dir.display().to_string(),
+            description: corpus.dir.describe(),
+            usable_files: corpus.samples.len(),
+            megapixels: corpus.samples.iter().map(|s| s.megapixels()).sum(),
+            bytes: corpus.samples.iter().map(|s| s.data.len() as u64).sum(),
+            skipped: corpus
+                .skipped
+                .iter()
+                .map(|(p, e)| report::Skipped {
+                    file: p.display().to_string(),
+                    error: e.clone(),
+                })
+                .collect(),
+        },
+        sizes: args.sizes.clone(),
+        reps: args.reps,
+        memory: report::Report::memory(&m),
+        runs: m.runs.clone(),
+        classes: m.classes.clone(),
+        model_check,
+        sizing,
+        peers,
+    };
+
+    charts::throughput(
+        &args.out.join("throughput.svg"),
+        &report.runs,
+        &report.model_check,
+    )?;
+    let at_max: Vec<&measure::ClassFigures> = report
+        .classes
+        .iter()
+        .filter(|c| c.figures.threads == max_threads)
+        .collect();
+    charts::latency(&args.out.join("latency.svg"), &at_max, max_threads)?;
+    std::fs::write(
+        args.out.join("report.json"),
+        serde_json::to_string_pretty(&report)? + "\n",
+    )?;
+    std::fs::write(args.out.join("report.md"), report::markdown(&report))?;
+    eprintln!(
+        "thumbd-perf: wrote report.md, report.json, throughput.svg, latency.svg in {}",
+        args.out.display()
+    );
+    for c in &report.model_check {
+        eprintln!(
+            "thumbd-perf: model at {} thread(s): predicted {:.1} images/s, measured {:.1} ({:+.1} %)",
+            c.threads, c.predicted_images_per_s, c.measured_images_per_s, c.error_pct
+        );
+    }
+    Ok(())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
