@@ -177,7 +177,7 @@ pub fn find_corpus() -> Result<CorpusDir, CorpusError> {
 
 /// Image files directly inside `dir`, sorted by name. A missing folder is an empty list.
 pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>, CorpusError> {
-    const EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "gif", "webp"];
+    const EXTENSIONS: &[&str] = &["jpg", "jpeg", "jpe", "jfif", "mpo", "png", "gif", "webp"];
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -207,7 +207,9 @@ pub struct Sample {
     pub name: String,
     /// Where it was read from.
     pub path: PathBuf,
-    /// The file's bytes.
+    /// File size.
+    pub bytes: u64,
+    /// The file's bytes; empty in a header-only index ([`Corpus::index`]).
     pub data: Vec<u8>,
     /// Its header.
     pub info: ImageInfo,
@@ -269,12 +271,9 @@ impl Corpus {
                     .map_err(|e| (path.clone(), e.to_string()))?;
                 thumbd_engine::thumbnail(&data, &request, &limits)
                     .map_err(|e| (path.clone(), e.to_string()))?;
-                let name = path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
                 Ok(Sample {
-                    name,
+                    name: file_name(&path),
+                    bytes: data.len() as u64,
                     path,
                     data,
                     info,
@@ -287,6 +286,40 @@ impl Corpus {
             match result {
                 Ok(sample) => samples.push(sample),
                 Err(skip) => skipped.push(skip),
+            }
+        }
+        if samples.is_empty() {
+            return Err(CorpusError::NothingDecodes(dir.dir));
+        }
+        Ok(Corpus {
+            dir,
+            samples,
+            skipped,
+        })
+    }
+
+    /// A header-only view of files already known to be usable (e.g. checked by
+    /// [`Corpus::load`] in another process): reads and probes each file but keeps no data, so
+    /// the caller's memory stays small.
+    pub fn index(
+        dir: CorpusDir,
+        usable: &[PathBuf],
+        skipped: Vec<(PathBuf, String)>,
+    ) -> Result<Self, CorpusError> {
+        let limits = Limits::default();
+        let mut samples = Vec::with_capacity(usable.len());
+        for path in usable {
+            let data = std::fs::read(path).map_err(|e| CorpusError::Io(path.clone(), e))?;
+            // Checked usable moments ago; a file that changed since is skipped, not fatal.
+            match thumbd_engine::probe(&data, &limits) {
+                Ok(info) => samples.push(Sample {
+                    name: file_name(path),
+                    path: path.clone(),
+                    bytes: data.len() as u64,
+                    data: Vec::new(),
+                    info,
+                }),
+                Err(e) => eprintln!("skipping {}: {e}", path.display()),
             }
         }
         if samples.is_empty() {
@@ -324,6 +357,12 @@ impl Corpus {
         matching.sort_by_key(|s| (s.info.pixels(), s.name.clone()));
         spread(&matching, n)
     }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// `n` items evenly spaced over `items` (all of them when there are no more than `n`).

@@ -33,6 +33,14 @@ struct Cli {
 enum Cmd {
     /// Measure the engine on a corpus; write report.md, report.json and SVG charts.
     Report(ReportArgs),
+    /// Internal: find the files that make thumbnails (spawned by `report`, so decoding the
+    /// whole corpus never raises the parent's peak RSS, which every child it spawns inherits
+    /// as a floor of its `ru_maxrss`).
+    #[command(hide = true)]
+    Scan {
+        #[arg(long)]
+        dir: PathBuf,
+    },
     /// Internal: one measured run in its own process (spawned by `report`).
     #[command(hide = true)]
     Run {
@@ -81,6 +89,7 @@ fn main() -> ExitCode {
             list,
             sizes,
         } => run::child(threads, &list, sizes),
+        Cmd::Scan { dir } => scan(dir),
         Cmd::Report(args) => report(args),
     };
     match result {
@@ -109,8 +118,7 @@ fn report(args: ReportArgs) -> Result<()> {
         },
         None => thumbd_benches::find_corpus()?,
     };
-    let corpus = Corpus::load(dir)?;
-    corpus.announce("thumbd-perf");
+    let corpus = scan_in_child(dir)?;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let max_threads = args.max_threads.unwrap_or(cpus).max(1);
     std::fs::create_dir_all(&args.out)
@@ -184,7 +192,7 @@ fn report(args: ReportArgs) -> Result<()> {
             description: corpus.dir.describe(),
             usable_files: corpus.samples.len(),
             megapixels: corpus.samples.iter().map(|s| s.megapixels()).sum(),
-            bytes: corpus.samples.iter().map(|s| s.data.len() as u64).sum(),
+            bytes: corpus.samples.iter().map(|s| s.bytes).sum(),
             skipped: corpus
                 .skipped
                 .iter()
@@ -231,6 +239,46 @@ fn report(args: ReportArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// What `scan` prints.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ScanOutput {
+    usable: Vec<PathBuf>,
+    skipped: Vec<(PathBuf, String)>,
+}
+
+/// The child side of the corpus check.
+fn scan(dir: PathBuf) -> Result<()> {
+    let corpus = Corpus::load(CorpusDir {
+        dir,
+        kind: CorpusKind::Custom,
+    })?;
+    let out = ScanOutput {
+        usable: corpus.samples.into_iter().map(|s| s.path).collect(),
+        skipped: corpus.skipped,
+    };
+    serde_json::to_writer(std::io::stdout().lock(), &out)?;
+    Ok(())
+}
+
+/// Checks the corpus in a child process and indexes the usable files (headers only).
+fn scan_in_child(dir: CorpusDir) -> Result<Corpus> {
+    let output = std::process::Command::new(std::env::current_exe()?)
+        .arg("scan")
+        .arg("--dir")
+        .arg(&dir.dir)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("starting the corpus scan")?;
+    if !output.status.success() {
+        bail!("the corpus scan failed");
+    }
+    let scan: ScanOutput =
+        serde_json::from_slice(&output.stdout).context("parsing the corpus scan")?;
+    let corpus = Corpus::index(dir, &scan.usable, scan.skipped)?;
+    corpus.announce("thumbd-perf");
+    Ok(corpus)
 }
 
 fn cpu_model() -> String {

@@ -154,7 +154,7 @@ pub fn measure(plan: &Plan, mut between_reps: impl FnMut(usize) -> Result<()>) -
                 size_class: key.1.name().to_string(),
                 files: samples.len(),
                 mean_mp: samples.iter().map(|s| s.megapixels()).sum::<f64>() / n,
-                mean_input_bytes: samples.iter().map(|s| s.data.len() as f64).sum::<f64>() / n,
+                mean_input_bytes: samples.iter().map(|s| s.bytes as f64).sum::<f64>() / n,
                 max_decode_budget_bytes: samples
                     .iter()
                     .map(|s| s.info.decode_budget_bytes())

@@ -181,7 +181,8 @@ pub struct PeerFigures {
     pub ok: usize,
     /// Median over repetitions of thumbnails / wall time (process start-up included).
     pub images_per_s: f64,
-    /// Largest single process's peak RSS, bytes.
+    /// Largest single process's peak RSS, bytes (`wait4` `ru_maxrss`: includes a floor of
+    /// the parent's own peak, kept small by scanning the corpus in a child).
     pub peak_rss_bytes: u64,
     /// thumbd's images/s at the same thread count divided by the peer's.
     pub thumbd_ratio: f64,

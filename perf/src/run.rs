@@ -115,7 +115,9 @@ fn proc_status_bytes(field: &str) -> Option<u64> {
 pub struct Run {
     /// What the child reported.
     pub output: ChildOutput,
-    /// `ru_maxrss` of the child from `wait4`, in bytes.
+    /// Peak RSS of the child, bytes: its own `VmHWM` (exact: a fresh address space after
+    /// exec), or `wait4`'s `ru_maxrss` if it could not read it. `ru_maxrss` alone would be
+    /// at least the parent's peak, which Linux carries into the child across exec.
     pub peak_rss_bytes: u64,
 }
 
@@ -153,7 +155,11 @@ pub fn spawn(threads: usize, files: &[PathBuf], sizes: &[u32], work: &Path) -> R
         serde_json::from_str(&text).context("parsing the measurement child's output")?;
     let _ = std::fs::remove_file(&list);
     Ok(Run {
-        peak_rss_bytes: (maxrss_kib * 1024).max(output.hwm_bytes),
+        peak_rss_bytes: if output.hwm_bytes > 0 {
+            output.hwm_bytes
+        } else {
+            maxrss_kib * 1024
+        },
         output,
     })
 }
