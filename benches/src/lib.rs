@@ -386,6 +386,16 @@ pub fn committed_file(name: &str) -> PathBuf {
     workspace_root().join("corpus").join(name)
 }
 
+/// The `Ir` total of a callgrind output file (its `totals:` or `summary:` line), for the
+/// regression guard.
+pub fn callgrind_total(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("totals:").or_else(|| l.strip_prefix("summary:")))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .filter(|&n| n > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,6 +416,15 @@ mod tests {
         assert_eq!(spread(&items[..2], 3), vec![0, 1]);
         assert!(spread(&items, 0).is_empty());
         assert_eq!(spread(&items, 1), vec![5]);
+    }
+
+    #[test]
+    fn parses_callgrind_totals() {
+        let out = "events: Ir\nfl=x\n0 1\ntotals: 12345\n";
+        assert_eq!(callgrind_total(out), Some(12345));
+        assert_eq!(callgrind_total("summary: 99\n"), Some(99));
+        assert_eq!(callgrind_total("events: Ir\n"), None);
+        assert_eq!(callgrind_total("totals: 0\n"), None);
     }
 
     #[test]

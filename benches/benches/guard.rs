@@ -1,12 +1,12 @@
-//! `thumbd-guard`: the regression guard CI runs. Wall-clock timings on a shared 2-core machine
+//! The regression guard CI runs (`benches/guard`). Wall-clock timings on a shared 2-core machine
 //! swing by 10–30 %, so the guard counts instructions instead: each case runs one engine stage
 //! on a small fixed file of the committed corpus under `valgrind --tool=callgrind`, collecting
 //! only inside [`measure`], and the count is compared with `benches/guard-baseline.json`.
 //!
 //! ```text
-//! thumbd-guard check [--update] [--tolerance PCT] [--baseline FILE] [CASE...]
-//! thumbd-guard list
-//! thumbd-guard run CASE        # the workload itself; `check` runs it under valgrind
+//! cargo bench -p thumbd-benches --bench guard -- check [--update] [--tolerance PCT] [CASE...]
+//! cargo bench -p thumbd-benches --bench guard -- list
+//! cargo bench -p thumbd-benches --bench guard -- run CASE   # the workload `check` runs under valgrind
 //! ```
 //! Exit status of `check`: 0 all within tolerance (or baseline updated), 1 a regression or a
 //! failed case, 2 a usage or set-up error (no valgrind, no baseline).
@@ -18,7 +18,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use thumbd_benches::{committed_file, workspace_root};
+use thumbd_benches::{callgrind_total, committed_file, workspace_root};
 use thumbd_engine::stages::{self, Pixels};
 use thumbd_engine::{plan, probe, Filter, Fit, Limits, OutputFormat, Request};
 
@@ -108,8 +108,8 @@ fn measure<T>(work: &dyn Fn() -> T) -> T {
     black_box(work())
 }
 
-/// The symbol pattern callgrind toggles collection on.
-const TOGGLE: &str = "*thumbd_guard::measure*";
+/// The symbol pattern callgrind toggles collection on (this bench crate is named `guard`).
+const TOGGLE: &str = "*guard::measure*";
 
 /// Runs one case in this process (the child side of `check`).
 fn run_case(case: &Case) -> Result<()> {
@@ -183,7 +183,7 @@ fn tool_version(program: &str, arg: &str) -> String {
 
 /// Runs `case` under callgrind and returns the instructions executed inside [`measure`].
 fn count_instructions(case: &Case, scratch: &Path) -> Result<u64> {
-    let exe = std::env::current_exe().context("locating thumbd-guard")?;
+    let exe = std::env::current_exe().context("locating the guard executable")?;
     let out = scratch.join(format!("callgrind.{}.out", case.name));
     let output = Command::new("valgrind")
         .arg("--tool=callgrind")
@@ -203,19 +203,7 @@ fn count_instructions(case: &Case, scratch: &Path) -> Result<u64> {
     let text = std::fs::read_to_string(&out)
         .with_context(|| format!("reading {}", out.display()))?;
     let _ = std::fs::remove_file(&out);
-    parse_total(&text).with_context(|| format!("no totals in {}", out.display()))
-}
-
-/// The `Ir` total of a callgrind output file (`totals:` or `summary:` line).
-fn parse_total(text: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix("totals:")
-                .or_else(|| l.strip_prefix("summary:"))
-        })
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .filter(|&n| n > 0)
+    callgrind_total(&text).with_context(|| format!("no totals in {}", out.display()))
 }
 
 struct CheckArgs {
@@ -244,7 +232,7 @@ fn parse_check_args(args: &[String]) -> Result<CheckArgs> {
                 parsed.baseline = it.next().context("--baseline needs a path")?.into();
             }
             name if CASES.iter().any(|c| c.name == name) => parsed.only.push(name.into()),
-            other => bail!("unknown argument {other:?} (see `thumbd-guard list`)"),
+            other => bail!("unknown argument {other:?} (see `benches/guard list`)"),
         }
     }
     Ok(parsed)
@@ -370,11 +358,15 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo bench` appends `--bench` to a bench target's arguments.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let result = match args.first().map(String::as_str) {
         Some("run") => match args.get(1).and_then(|n| CASES.iter().find(|c| c.name == n)) {
             Some(case) => run_case(case).map(|()| ExitCode::SUCCESS),
-            None => Err(anyhow::anyhow!("run: unknown case (see `thumbd-guard list`)")),
+            None => Err(anyhow::anyhow!("run: unknown case (see `benches/guard list`)")),
         },
         Some("check") => parse_check_args(&args[1..]).and_then(check),
         Some("list") => {
@@ -385,34 +377,14 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: thumbd-guard check [--update] [--tolerance PCT] [--baseline FILE] \
-                 [CASE...] | list | run CASE"
+                "usage: benches/guard [--update] [--tolerance PCT] [--baseline FILE] [CASE...]\n\
+                 \x20      (the guard executable: check ... | list | run CASE)"
             );
             return ExitCode::from(2);
         }
     };
     result.unwrap_or_else(|e| {
-        eprintln!("thumbd-guard: {e:#}");
+        eprintln!("guard: {e:#}");
         ExitCode::from(2)
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_callgrind_totals() {
-        assert_eq!(parse_total("events: Ir\nfl=x\n0 1\ntotals: 12345\n"), Some(12345));
-        assert_eq!(parse_total("summary: 99\n"), Some(99));
-        assert_eq!(parse_total("events: Ir\n"), None);
-        assert_eq!(parse_total("totals: 0\n"), None);
-    }
-
-    #[test]
-    fn every_case_input_is_committed() {
-        for case in CASES {
-            assert!(committed_file(case.input).is_file(), "{}", case.input);
-        }
-    }
 }
