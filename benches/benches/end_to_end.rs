@@ -24,7 +24,10 @@ fn main() {
                 s.info.format == format && s.class() == class
             });
             if files.is_empty() {
-                eprintln!("end_to_end: no {} {class} file in the corpus", format.name());
+                eprintln!(
+                    "end_to_end: no {} {class} file in the corpus",
+                    format.name()
+                );
                 continue;
             }
             let pixels = files.iter().map(|s| s.info.pixels()).sum();

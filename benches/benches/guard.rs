@@ -200,8 +200,8 @@ fn count_instructions(case: &Case, scratch: &Path) -> Result<u64> {
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    let text = std::fs::read_to_string(&out)
-        .with_context(|| format!("reading {}", out.display()))?;
+    let text =
+        std::fs::read_to_string(&out).with_context(|| format!("reading {}", out.display()))?;
     let _ = std::fs::remove_file(&out);
     callgrind_total(&text).with_context(|| format!("no totals in {}", out.display()))
 }
@@ -366,7 +366,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("run") => match args.get(1).and_then(|n| CASES.iter().find(|c| c.name == n)) {
             Some(case) => run_case(case).map(|()| ExitCode::SUCCESS),
-            None => Err(anyhow::anyhow!("run: unknown case (see `benches/guard list`)")),
+            None => Err(anyhow::anyhow!(
+                "run: unknown case (see `benches/guard list`)"
+            )),
         },
         Some("check") => parse_check_args(&args[1..]).and_then(check),
         Some("list") => {

@@ -53,7 +53,9 @@ fn decode(c: &mut Criterion, corpus: &Corpus) {
 /// A mid-size photo decoded in full, the source of the resize and encode benches.
 fn source(corpus: &Corpus) -> Option<(String, Pixels)> {
     let sample = corpus
-        .pick(1, |s| s.info.format == InputFormat::Jpeg && s.class() == SizeClass::Mid)
+        .pick(1, |s| {
+            s.info.format == InputFormat::Jpeg && s.class() == SizeClass::Mid
+        })
         .into_iter()
         .chain(corpus.pick(1, |_| true))
         .next()?;

@@ -390,7 +390,10 @@ pub fn committed_file(name: &str) -> PathBuf {
 /// regression guard.
 pub fn callgrind_total(text: &str) -> Option<u64> {
     text.lines()
-        .find_map(|l| l.strip_prefix("totals:").or_else(|| l.strip_prefix("summary:")))
+        .find_map(|l| {
+            l.strip_prefix("totals:")
+                .or_else(|| l.strip_prefix("summary:"))
+        })
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .filter(|&n| n > 0)
@@ -431,6 +434,8 @@ mod tests {
     fn missing_corpus_names_the_fetch_script() {
         let err = CorpusError::Missing(PathBuf::from("/nowhere"));
         assert!(err.to_string().contains("corpus/fetch"));
-        assert!(list_images(Path::new("/nowhere/at/all")).unwrap().is_empty());
+        assert!(list_images(Path::new("/nowhere/at/all"))
+            .unwrap()
+            .is_empty());
     }
 }

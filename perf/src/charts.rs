@@ -94,11 +94,7 @@ pub fn latency(path: &Path, classes: &[&ClassFigures], threads: usize) -> Result
         .iter()
         .map(|c| format!("{} {}", c.format, c.size_class))
         .collect();
-    let max = classes
-        .iter()
-        .map(|c| c.figures.p99_ms)
-        .fold(1.0, f64::max)
-        * 2.0;
+    let max = classes.iter().map(|c| c.figures.p99_ms).fold(1.0, f64::max) * 2.0;
     let min = classes
         .iter()
         .map(|c| c.figures.p50_ms)
@@ -143,7 +139,10 @@ pub fn latency(path: &Path, classes: &[&ClassFigures], threads: usize) -> Result
         chart
             .draw_series(classes.iter().enumerate().map(|(i, c)| {
                 let x = i as f64 + offset;
-                Rectangle::new([(x - 0.12, min), (x + 0.12, value(c).max(min))], color.filled())
+                Rectangle::new(
+                    [(x - 0.12, min), (x + 0.12, value(c).max(min))],
+                    color.filled(),
+                )
             }))
             .map_err(err)?
             .label(name)

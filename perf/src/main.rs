@@ -23,7 +23,11 @@ use thumbd_benches::{Corpus, CorpusDir, CorpusKind};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "thumbd-perf", version, about = "thumbd capacity-planning reports")]
+#[command(
+    name = "thumbd-perf",
+    version,
+    about = "thumbd capacity-planning reports"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -106,11 +110,7 @@ fn report(args: ReportArgs) -> Result<()> {
         bail!("--reps must be at least 1");
     }
     // Validate the mix before minutes of measuring.
-    let mix = args
-        .mix
-        .as_deref()
-        .map(sizing::Mix::load)
-        .transpose()?;
+    let mix = args.mix.as_deref().map(sizing::Mix::load).transpose()?;
     let dir = match &args.corpus {
         Some(dir) => CorpusDir {
             dir: dir.clone(),
@@ -154,7 +154,11 @@ fn report(args: ReportArgs) -> Result<()> {
                     args.reps,
                     peer.name
                 );
-                peer_runs.push(peer.name, threads, peers::run(peer, &files, threads, &work)?);
+                peer_runs.push(
+                    peer.name,
+                    threads,
+                    peers::run(peer, &files, threads, &work)?,
+                );
             }
         }
         Ok(())
@@ -166,11 +170,9 @@ fn report(args: ReportArgs) -> Result<()> {
         (Some(mix), Some(rate)) => Some(sizing::size(&m, mix, rate)?),
         _ => None,
     };
-    let peers = args.peers.then(|| {
-        peer_runs.figures(files.len(), |t| {
-            m.run(t).map_or(0.0, |r| r.images_per_s)
-        })
-    });
+    let peers = args
+        .peers
+        .then(|| peer_runs.figures(files.len(), |t| m.run(t).map_or(0.0, |r| r.images_per_s)));
 
     let resources = thumbd::resources::Resources::detect();
     let report = report::Report {

@@ -106,12 +106,14 @@ pub fn classes(corpus: &Corpus) -> BTreeMap<ClassKey, Vec<&Sample>> {
 
 /// Runs the plan; `between_reps` is called once per repetition (the peers run there, so
 /// they share the same drift).
-pub fn measure(plan: &Plan, mut between_reps: impl FnMut(usize) -> Result<()>) -> Result<Measurements> {
+pub fn measure(
+    plan: &Plan,
+    mut between_reps: impl FnMut(usize) -> Result<()>,
+) -> Result<Measurements> {
     let all: Vec<&Sample> = plan.corpus.samples.iter().collect();
     let groups = classes(plan.corpus);
-    let paths = |samples: &[&Sample]| -> Vec<PathBuf> {
-        samples.iter().map(|s| s.path.clone()).collect()
-    };
+    let paths =
+        |samples: &[&Sample]| -> Vec<PathBuf> { samples.iter().map(|s| s.path.clone()).collect() };
     let mut whole: BTreeMap<usize, Vec<Run>> = BTreeMap::new();
     let mut per_class: BTreeMap<(ClassKey, usize), Vec<Run>> = BTreeMap::new();
     for rep in 0..plan.reps {
@@ -228,9 +230,7 @@ impl Measurements {
         self.classes
             .iter()
             .filter(|c| {
-                c.format == key.0
-                    && c.size_class == key.1.name()
-                    && c.figures.threads <= threads
+                c.format == key.0 && c.size_class == key.1.name() && c.figures.threads <= threads
             })
             .max_by_key(|c| c.figures.threads)
     }

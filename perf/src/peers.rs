@@ -86,7 +86,10 @@ pub fn detect() -> Vec<Peer> {
                 vips: false,
             });
         } else {
-            eprintln!("thumbd-perf: {name} not installed ({}), skipped", python.display());
+            eprintln!(
+                "thumbd-perf: {name} not installed ({}), skipped",
+                python.display()
+            );
         }
     }
     let sharp_dir = home.join("node");
@@ -119,6 +122,8 @@ pub fn run(peer: &Peer, files: &[PathBuf], threads: usize, work: &Path) -> Resul
     let out = work.join(format!("peer-{}-{threads}", peer.name));
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out)?;
+    // Absolute: vipsthumbnail resolves a relative `-o` folder against each input's folder.
+    let out = std::fs::canonicalize(&out)?;
     let chunks: Vec<Vec<&PathBuf>> = (0..threads)
         .map(|k| files.iter().skip(k).step_by(threads).collect())
         .collect();
@@ -143,7 +148,10 @@ pub fn run(peer: &Peer, files: &[PathBuf], threads: usize, work: &Path) -> Resul
             std::fs::write(&list, text)?;
             cmd.arg(&out).arg(format!("@{}", list.display()));
         }
-        children.push(cmd.spawn().with_context(|| format!("starting {}", peer.name))?);
+        children.push(
+            cmd.spawn()
+                .with_context(|| format!("starting {}", peer.name))?,
+        );
     }
     let mut peak = 0u64;
     for child in children {
@@ -184,8 +192,9 @@ pub struct PeerFigures {
     /// Largest single process's peak RSS, bytes (`wait4` `ru_maxrss`: includes a floor of
     /// the parent's own peak, kept small by scanning the corpus in a child).
     pub peak_rss_bytes: u64,
-    /// thumbd's images/s at the same thread count divided by the peer's.
-    pub thumbd_ratio: f64,
+    /// thumbd's images/s at the same thread count divided by the peer's (`None` when the
+    /// peer made no thumbnail).
+    pub thumbd_ratio: Option<f64>,
 }
 
 /// Collects peer runs across repetitions.
@@ -217,7 +226,7 @@ impl PeerRuns {
                     ok: runs.last().map_or(0, |r| r.ok),
                     images_per_s,
                     peak_rss_bytes: runs.iter().map(|r| r.peak_rss_bytes).max().unwrap_or(0),
-                    thumbd_ratio: thumbd_ips(threads) / images_per_s.max(1e-9),
+                    thumbd_ratio: (images_per_s > 0.0).then(|| thumbd_ips(threads) / images_per_s),
                 }
             })
             .collect()

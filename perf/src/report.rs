@@ -130,7 +130,7 @@ pub fn markdown(r: &Report) -> String {
          - Method: each configuration runs {} times in a fresh child process (repetitions \
          outermost so drift hits all alike); throughput is the **median** of the repetitions, \
          latency percentiles pool every repetition's per-image times, peak RSS is the **largest** \
-         over repetitions (`wait4` `ru_maxrss` of the child). The machine is shared and noisy: \
+         over repetitions (the child's own `VmHWM`). The machine is shared and noisy: \
          compare ratios within one report rather than absolute numbers across reports.\n",
         r.command,
         r.tool,
@@ -195,7 +195,10 @@ pub fn markdown(r: &Report) -> String {
         w,
         "| format | class | files | mean MP | threads | images/s | input MP/s | images/s per core | MP/s per core | mean ms | p50 ms | p95 ms | p99 ms | peak RSS |"
     );
-    let _ = writeln!(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        w,
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for c in &r.classes {
         let f = &c.figures;
         let _ = writeln!(
@@ -235,11 +238,17 @@ pub fn markdown(r: &Report) -> String {
         m.at_threads,
         mib(m.bytes_per_in_flight_image),
     );
-    let _ = writeln!(w, "| format | class | measured working set | admission estimate | estimate / measured |");
+    let _ = writeln!(
+        w,
+        "| format | class | measured working set | admission estimate | estimate / measured |"
+    );
     let _ = writeln!(w, "|---|---|---:|---:|---:|");
     let mut under = Vec::new();
     for c in r.classes.iter().filter(|c| c.figures.threads == 1) {
-        let ws = c.figures.peak_rss_bytes.saturating_sub(c.figures.base_rss_bytes);
+        let ws = c
+            .figures
+            .peak_rss_bytes
+            .saturating_sub(c.figures.base_rss_bytes);
         if c.max_decode_budget_bytes < ws {
             under.push(format!("{} {}", c.format, c.size_class));
         }
@@ -314,14 +323,14 @@ pub fn markdown(r: &Report) -> String {
             for p in peers {
                 let _ = writeln!(
                     w,
-                    "| {} | {} | {} / {} | {:.1} | {} | {:.2}× |",
+                    "| {} | {} | {} / {} | {:.1} | {} | {} |",
                     p.peer,
                     p.threads,
                     p.ok,
                     p.files,
                     p.images_per_s,
                     mib(p.peak_rss_bytes),
-                    p.thumbd_ratio
+                    p.thumbd_ratio.map_or("–".into(), |r| format!("{r:.2}×"))
                 );
             }
         }

@@ -162,16 +162,25 @@ impl Mix {
     pub fn load(path: &Path) -> Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let mix: Mix = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let mix: Mix =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         if mix.classes.is_empty() {
             bail!("{}: no [[class]] entries", path.display());
         }
         for c in &mix.classes {
             if !matches!(c.format.as_str(), "jpeg" | "png") {
-                bail!("{}: format {:?} is not jpeg or png", path.display(), c.format);
+                bail!(
+                    "{}: format {:?} is not jpeg or png",
+                    path.display(),
+                    c.format
+                );
             }
             if SizeClass::parse(&c.size_class).is_none() {
-                bail!("{}: size_class {:?} is not small, mid or large", path.display(), c.size_class);
+                bail!(
+                    "{}: size_class {:?} is not small, mid or large",
+                    path.display(),
+                    c.size_class
+                );
             }
             if !(c.share.is_finite() && c.share >= 0.0) {
                 bail!("{}: share {} must be ≥ 0", path.display(), c.share);
@@ -311,8 +320,11 @@ pub fn size(m: &Measurements, mix: &Mix, target_rate: f64) -> Result<Sizing> {
     let mut mean_input_bytes = 0.0;
     for &(key, share) in &shares {
         let one = m.class(key, 1).context("class measured at 1 thread")?;
-        worst_working_set =
-            worst_working_set.max(one.figures.peak_rss_bytes.saturating_sub(one.figures.base_rss_bytes));
+        worst_working_set = worst_working_set.max(
+            one.figures
+                .peak_rss_bytes
+                .saturating_sub(one.figures.base_rss_bytes),
+        );
         worst_budget = worst_budget.max(one.max_decode_budget_bytes);
         mean_input_bytes += share * one.mean_input_bytes;
     }
@@ -387,7 +399,11 @@ pub fn size(m: &Measurements, mix: &Mix, target_rate: f64) -> Result<Sizing> {
             pods_without_backlog,
             backlog_images: backlog,
             drain_s,
-            backlog_cleared_after_s: if backlog > 0.0 { before_scale + drain_s } else { 0.0 },
+            backlog_cleared_after_s: if backlog > 0.0 {
+                before_scale + drain_s
+            } else {
+                0.0
+            },
         },
     })
 }
