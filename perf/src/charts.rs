@@ -83,6 +83,9 @@ pub fn throughput(path: &Path, runs: &[Figures], model: &[ModelCheck]) -> Result
     Ok(())
 }
 
+/// A bar series of the latency chart: name, colour, value of a class.
+type Bars = (&'static str, RGBColor, fn(&ClassFigures) -> f64);
+
 /// Grey for reference lines.
 fn grey() -> ShapeStyle {
     RGBColor(150, 150, 150).stroke_width(1)
@@ -129,7 +132,7 @@ pub fn latency(path: &Path, classes: &[&ClassFigures], threads: usize) -> Result
         .y_desc("ms per image (log scale)")
         .draw()
         .map_err(err)?;
-    let series: [(&str, RGBColor, fn(&ClassFigures) -> f64); 3] = [
+    let series: [Bars; 3] = [
         ("p50", RGBColor(70, 130, 180), |c| c.figures.p50_ms),
         ("p95", RGBColor(240, 160, 40), |c| c.figures.p95_ms),
         ("p99", RGBColor(200, 50, 50), |c| c.figures.p99_ms),
