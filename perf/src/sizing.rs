@@ -407,3 +407,97 @@ pub fn size(m: &Measurements, mix: &Mix, target_rate: f64) -> Result<Sizing> {
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::{ClassFigures, Figures};
+
+    fn class(format: &str, size: SizeClass, threads: usize, mean_ms: f64) -> ClassFigures {
+        ClassFigures {
+            format: format.into(),
+            size_class: size.name().into(),
+            files: 10,
+            mean_mp: 1.0,
+            mean_input_bytes: 1e6,
+            max_decode_budget_bytes: 50 << 20,
+            figures: Figures {
+                threads,
+                images: 10,
+                images_per_s: 0.0,
+                input_mp_per_s: 0.0,
+                images_per_s_per_core: 0.0,
+                input_mp_per_s_per_core: 0.0,
+                mean_ms,
+                p50_ms: mean_ms,
+                p95_ms: mean_ms,
+                p99_ms: mean_ms,
+                peak_rss_bytes: 108 << 20,
+                base_rss_bytes: 8 << 20,
+                reps_images_per_s: Vec::new(),
+            },
+        }
+    }
+
+    fn measurements() -> Measurements {
+        let mut classes = Vec::new();
+        for t in 1..=2 {
+            classes.push(class("jpeg", SizeClass::Mid, t, 100.0));
+            classes.push(class("png", SizeClass::Small, t, 10.0));
+        }
+        Measurements {
+            runs: Vec::new(),
+            classes,
+            corpus_mix: [
+                (("jpeg", SizeClass::Mid), 0.5),
+                (("png", SizeClass::Small), 0.5),
+            ]
+            .into_iter()
+            .collect(),
+        }
+    }
+
+    fn mix(factor: f64) -> Mix {
+        toml::from_str(&format!(
+            "[[class]]\nformat = \"jpeg\"\nsize_class = \"mid\"\nshare = 1\n\
+             [[class]]\nformat = \"png\"\nsize_class = \"small\"\nshare = 1\n\
+             [burst]\nfactor = {factor}\nseconds = 300\n\
+             [autoscaling]\nhpa_reaction_s = 60\ntarget_cpu_utilization = 0.5\n"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn pool_throughput_is_threads_over_mean_cost() {
+        let m = measurements();
+        let shares = mix(1.0).shares();
+        let (x, mp) = predict(&m, &shares, 2).unwrap();
+        assert!((x - 2000.0 / 55.0).abs() < 1e-9);
+        assert_eq!(mp, 1.0);
+        // Beyond the measured thread counts, per-thread cost stays as at 2 threads.
+        let (x4, _) = predict(&m, &shares, 4).unwrap();
+        assert!((x4 - 2.0 * x).abs() < 1e-9);
+        let missing = [(("png", SizeClass::Large), 1.0)];
+        assert!(predict(&m, &missing, 1).is_err());
+    }
+
+    #[test]
+    fn steady_pods_and_bursts() {
+        let m = measurements();
+        // Pod: 2 threads, 36.4 images/s; at 50 % utilisation 18.2 per pod.
+        let s = size(&m, &mix(2.0), 100.0).unwrap();
+        assert_eq!(s.steady_pods, 6);
+        assert_eq!(s.burst.backlog_images, 0.0, "6 pods at 100 % absorb 200/s");
+        assert_eq!(s.bytes_per_in_flight_image, 100 << 20);
+        assert_eq!(s.pod.memory_limit_bytes % (64 << 20), 0);
+        assert!(s.pod.memory_limit_bytes >= (8 << 20) + 2 * (100 << 20));
+
+        let s = size(&m, &mix(3.0), 100.0).unwrap();
+        let capacity = 2000.0 / 55.0;
+        assert!((s.burst.backlog_images - (300.0 - 6.0 * capacity) * 60.0).abs() < 1e-6);
+        assert_eq!(s.burst.pods_during_burst, 17);
+        assert_eq!(s.burst.pods_without_backlog, 9);
+        let drain = s.burst.backlog_images / (17.0 * capacity - 300.0);
+        assert!((s.burst.drain_s - drain).abs() < 1e-6);
+    }
+}
