@@ -1,9 +1,12 @@
 //! Colour: embedded ICC profiles (RGB, gray, CMYK) to sRGB with moxcms; CMYK without a
 //! profile through the embedded FOGRA39 profile. Runs on the reduced image, where it is cheap.
 
-use std::sync::OnceLock;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, OnceLock};
 
-use moxcms::{ColorProfile, DataColorSpace, Layout, TransformOptions};
+use moxcms::{ColorProfile, DataColorSpace, Layout, Transform8BitExecutor, TransformOptions};
 
 use crate::bitmap::{Bitmap, ColorModel};
 
@@ -15,33 +18,10 @@ fn srgb() -> &'static ColorProfile {
     SRGB.get_or_init(ColorProfile::new_srgb)
 }
 
-fn default_cmyk() -> Option<&'static ColorProfile> {
-    static CMYK: OnceLock<Option<ColorProfile>> = OnceLock::new();
-    CMYK.get_or_init(|| ColorProfile::new_from_slice(DEFAULT_CMYK_PROFILE).ok())
-        .as_ref()
-}
-
 /// Converts `bitmap` to sRGB (Gray and Gray+alpha stay gray when there is no profile; CMYK
 /// always becomes RGB). A profile that is unreadable or does not match the pixel layout is
 /// ignored (pixels are then taken as sRGB), as browsers do.
 pub(crate) fn to_srgb(bitmap: Bitmap, icc: Option<&[u8]>) -> Bitmap {
-    let embedded = icc.and_then(|bytes| ColorProfile::new_from_slice(bytes).ok());
-    let expected = match bitmap.model {
-        ColorModel::Gray | ColorModel::GrayAlpha => DataColorSpace::Gray,
-        ColorModel::Rgb | ColorModel::Rgba => DataColorSpace::Rgb,
-        ColorModel::Cmyk => DataColorSpace::Cmyk,
-    };
-    let profile = match embedded.as_ref() {
-        Some(p) if p.color_space == expected => Some(p),
-        _ if bitmap.model == ColorModel::Cmyk => default_cmyk(),
-        _ => None,
-    };
-    let Some(profile) = profile else {
-        return match bitmap.model {
-            ColorModel::Cmyk => naive_cmyk_to_rgb(bitmap),
-            _ => bitmap,
-        };
-    };
     let (src_layout, dst_layout, dst_model) = match bitmap.model {
         ColorModel::Gray => (Layout::Gray, Layout::Rgb, ColorModel::Rgb),
         ColorModel::GrayAlpha => (Layout::GrayAlpha, Layout::Rgba, ColorModel::Rgba),
@@ -50,9 +30,17 @@ pub(crate) fn to_srgb(bitmap: Bitmap, icc: Option<&[u8]>) -> Bitmap {
         // moxcms takes 8-bit CMYK in the Rgba layout.
         ColorModel::Cmyk => (Layout::Rgba, Layout::Rgb, ColorModel::Rgb),
     };
-    let transform =
-        profile.create_transform_8bit(src_layout, srgb(), dst_layout, TransformOptions::default());
-    let Ok(transform) = transform else {
+    let transform = match icc {
+        Some(bytes) => cached_transform(bytes, bitmap.model, src_layout, dst_layout),
+        None => None,
+    };
+    // CMYK without a usable embedded profile goes through the standard CMYK profile.
+    let transform = transform.or_else(|| {
+        (bitmap.model == ColorModel::Cmyk)
+            .then(|| cached_transform(DEFAULT_CMYK_PROFILE, bitmap.model, src_layout, dst_layout))
+            .flatten()
+    });
+    let Some(transform) = transform else {
         return match bitmap.model {
             ColorModel::Cmyk => naive_cmyk_to_rgb(bitmap),
             _ => bitmap,
@@ -67,6 +55,57 @@ pub(crate) fn to_srgb(bitmap: Bitmap, icc: Option<&[u8]>) -> Bitmap {
         };
     }
     Bitmap::new(bitmap.width, bitmap.height, dst_model, out)
+}
+
+type Transform = Arc<Transform8BitExecutor>;
+
+thread_local! {
+    /// Transforms by (profile bytes, layout). Building one costs up to tens of milliseconds for
+    /// LUT profiles, far more than applying it to a thumbnail; uploads mostly share a handful
+    /// of camera profiles. `None` remembers profiles that are unusable.
+    static TRANSFORMS: RefCell<HashMap<(u64, u8), Option<Transform>>> = RefCell::new(HashMap::new());
+}
+
+/// Entries kept per thread before the cache is cleared (a few MB at most).
+const MAX_CACHED_TRANSFORMS: usize = 32;
+
+fn cached_transform(
+    icc: &[u8],
+    model: ColorModel,
+    src_layout: Layout,
+    dst_layout: Layout,
+) -> Option<Transform> {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    icc.hash(&mut hasher);
+    let key = (hasher.finish(), src_layout as u8);
+    TRANSFORMS.with_borrow_mut(|cache| {
+        if let Some(hit) = cache.get(&key) {
+            return hit.clone();
+        }
+        let expected = match model {
+            ColorModel::Gray | ColorModel::GrayAlpha => DataColorSpace::Gray,
+            ColorModel::Rgb | ColorModel::Rgba => DataColorSpace::Rgb,
+            ColorModel::Cmyk => DataColorSpace::Cmyk,
+        };
+        let transform = ColorProfile::new_from_slice(icc)
+            .ok()
+            .filter(|profile| profile.color_space == expected)
+            .and_then(|profile| {
+                profile
+                    .create_transform_8bit(
+                        src_layout,
+                        srgb(),
+                        dst_layout,
+                        TransformOptions::default(),
+                    )
+                    .ok()
+            });
+        if cache.len() >= MAX_CACHED_TRANSFORMS {
+            cache.clear();
+        }
+        cache.insert(key, transform.clone());
+        transform
+    })
 }
 
 /// Last resort when no CMYK profile can be built (should not happen: the default is embedded).
@@ -88,7 +127,7 @@ mod tests {
 
     #[test]
     fn default_cmyk_profile_parses_and_maps_paper_and_ink() {
-        assert!(default_cmyk().is_some());
+        assert!(ColorProfile::new_from_slice(DEFAULT_CMYK_PROFILE).is_ok());
         // No ink → paper white; full K → near black; full cyan → blue-green.
         let cmyk = Bitmap::new(
             3,
