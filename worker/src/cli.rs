@@ -25,6 +25,17 @@ pub enum Command {
     /// the bytes. Exit status: 0 all inputs succeeded, 1 some failed (the others are still
     /// processed), 2 usage error.
     Thumbnail(ThumbnailArgs),
+
+    /// Run the streaming worker: Cloud Storage notifications on Pub/Sub → thumbnails in Cloud
+    /// Storage (with `--subscription`), or a local folder → a local folder (with `--watch`).
+    ///
+    /// Every flag has a `THUMBD_*` environment variable (shown below); the image settings'
+    /// variables also apply to `thumbd thumbnail`. Thumbnails are written as
+    /// `<prefix><object name>/<size>.<ext>`. The standard `PUBSUB_EMULATOR_HOST` and
+    /// `STORAGE_EMULATOR_HOST` switch to the emulators with anonymous credentials; otherwise
+    /// Application Default Credentials are used. Exit status: 0 after a clean shutdown
+    /// (SIGTERM/SIGINT), 1 on a runtime failure, 2 on invalid configuration.
+    Worker(crate::service::config::WorkerArgs),
 }
 
 #[derive(Debug, Args)]
@@ -54,40 +65,44 @@ pub struct ThumbnailArgs {
 pub struct ImageArgs {
     /// Box side in pixels; repeat for several sizes from one decode.
     #[arg(long = "size", short = 's', value_name = "N", default_value = "256",
+          env = "THUMBD_SIZE", value_delimiter = ',',
           value_parser = clap::value_parser!(u32).range(1..=8192))]
     pub sizes: Vec<u32>,
 
     /// How the image fits the N×N box: `inside` keeps it whole, `cover` fills and centre-crops.
-    #[arg(long, value_enum, default_value_t = FitArg::Inside)]
+    #[arg(long, value_enum, default_value_t = FitArg::Inside, env = "THUMBD_FIT")]
     pub fit: FitArg,
 
     /// Output format.
-    #[arg(long, value_enum, default_value_t = FormatArg::Jpeg)]
+    #[arg(long, value_enum, default_value_t = FormatArg::Jpeg, env = "THUMBD_FORMAT")]
     pub format: FormatArg,
 
     /// JPEG/WebP quality, 1-100.
-    #[arg(long, short = 'q', default_value_t = 80,
+    #[arg(long, short = 'q', default_value_t = 80, env = "THUMBD_QUALITY",
           value_parser = clap::value_parser!(u8).range(1..=100))]
     pub quality: u8,
 
     /// Write progressive JPEG.
-    #[arg(long)]
+    #[arg(long, env = "THUMBD_PROGRESSIVE")]
     pub progressive: bool,
 
     /// Resampling filter of the final resize step.
-    #[arg(long, value_enum, default_value_t = FilterArg::Lanczos3)]
+    #[arg(long, value_enum, default_value_t = FilterArg::Lanczos3, env = "THUMBD_FILTER")]
     pub filter: FilterArg,
 
     /// Background for transparent pixels in JPEG output, as RRGGBB hex.
-    #[arg(long, value_name = "RRGGBB", default_value = "ffffff", value_parser = parse_hex_color)]
+    #[arg(long, value_name = "RRGGBB", default_value = "ffffff", value_parser = parse_hex_color,
+          env = "THUMBD_BACKGROUND")]
     pub background: [u8; 3],
 
     /// Refuse images with more pixels than this (checked from the header, before decoding).
-    #[arg(long, value_name = "N", default_value_t = Limits::default().max_pixels)]
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_pixels,
+          env = "THUMBD_MAX_PIXELS")]
     pub max_pixels: u64,
 
     /// Refuse inputs larger than this many bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_input_bytes)]
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_input_bytes,
+          env = "THUMBD_MAX_INPUT_BYTES")]
     pub max_input_bytes: u64,
 }
 

@@ -3,8 +3,10 @@
 //! # Layout
 //! - [`cli`] — flags and their defaults;
 //! - [`resources`] — CPUs and memory the container really has;
-//! - [`batch`] — `thumbd thumbnail`: files → engine on a rayon pool → files.
+//! - [`batch`] — `thumbd thumbnail`: files → engine on a rayon pool → files;
+//! - [`service`] — `thumbd worker`: Pub/Sub (or a local folder) → engine → Cloud Storage.
 
 pub mod batch;
 pub mod cli;
 pub mod resources;
+pub mod service;

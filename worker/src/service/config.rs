@@ -1,0 +1,416 @@
+//! `thumbd worker` flags, and their validation into a [`Config`] before any client is built:
+//! a typo in a subscription name must fail in milliseconds with exit code 2, not after a
+//! minute of credential lookups.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use thumbd_engine::{Limits, Request};
+
+use crate::cli::ImageArgs;
+use crate::resources::Resources;
+
+/// Memory kept outside the admission budget for the runtime, clients, compressed inputs
+/// waiting for a slot and encoded outputs.
+pub const RESERVE_BYTES: u64 = 64 << 20;
+
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// Pub/Sub subscription to pull Cloud Storage notifications (or JSON jobs) from.
+    #[arg(long, env = "THUMBD_SUBSCRIPTION", value_name = "projects/P/subscriptions/S")]
+    pub subscription: Option<String>,
+
+    /// Bucket the thumbnails are written to [default: the source object's bucket].
+    #[arg(long, env = "THUMBD_OUTPUT_BUCKET", value_name = "BUCKET")]
+    pub output_bucket: Option<String>,
+
+    /// Object-name prefix of every thumbnail; objects under it are never thumbnailed.
+    #[arg(long, env = "THUMBD_OUTPUT_PREFIX", default_value = "thumbs/", value_name = "PREFIX")]
+    pub output_prefix: String,
+
+    /// Topic for "thumbnails ready" / "thumbnail failed" events (optional).
+    #[arg(long, env = "THUMBD_EVENTS_TOPIC", value_name = "projects/P/topics/T")]
+    pub events_topic: Option<String>,
+
+    /// Local mode: watch this folder instead of a subscription (no cloud account needed).
+    #[arg(long, env = "THUMBD_WATCH", value_name = "DIR", conflicts_with = "subscription")]
+    pub watch: Option<PathBuf>,
+
+    /// Local mode: write thumbnails under this folder as `<OUT>/<relative path>/<size>.<ext>`.
+    #[arg(long, env = "THUMBD_OUT", value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub image: ImageArgs,
+
+    /// Engine threads [default: the container's CPUs, cgroup cpu.max aware].
+    #[arg(long, env = "THUMBD_THREADS", value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Images queued for the engine beyond the running ones [default: 2 × threads].
+    #[arg(long, env = "THUMBD_QUEUE", value_name = "N")]
+    pub queue: Option<usize>,
+
+    /// Memory the worker may use in total, in bytes [default: 70% of the cgroup memory.max or
+    /// of the host's memory]. Decodes are admitted against this minus a 64 MiB reserve, using
+    /// each image's header to estimate its decode size.
+    #[arg(long, env = "THUMBD_MEMORY_BUDGET", value_name = "BYTES")]
+    pub memory_budget: Option<u64>,
+
+    /// Address of the /healthz, /readyz and /metrics endpoints.
+    #[arg(long, env = "THUMBD_LISTEN", default_value = "0.0.0.0:8080", value_name = "ADDR")]
+    pub listen: SocketAddr,
+
+    /// Seconds in-flight work may take to finish after SIGTERM before the rest is nacked
+    /// (keep it under the pod's terminationGracePeriodSeconds, 30 by default on GKE).
+    #[arg(long, env = "THUMBD_SHUTDOWN_TIMEOUT", default_value_t = 20, value_name = "SECS")]
+    pub shutdown_timeout: u64,
+
+    /// Lease extension asked of Pub/Sub per message, in seconds (10–600): how soon a message
+    /// held by a crashed worker is redelivered.
+    #[arg(long, env = "THUMBD_LEASE_EXTENSION", default_value_t = 60, value_name = "SECS")]
+    pub lease_extension: u64,
+
+    /// Seconds a storage call is retried (on 5xx, timeouts, connection errors) before the
+    /// message is nacked for redelivery.
+    #[arg(long, env = "THUMBD_STORAGE_RETRY", default_value_t = 30, value_name = "SECS")]
+    pub storage_retry: u64,
+
+    /// Cache-Control header of every thumbnail.
+    #[arg(long, env = "THUMBD_CACHE_CONTROL", default_value = "public, max-age=86400")]
+    pub cache_control: String,
+
+    /// Local mode: how often the folder is scanned, in milliseconds.
+    #[arg(long, env = "THUMBD_POLL_MS", default_value_t = 500, value_name = "MS")]
+    pub poll_ms: u64,
+
+    /// Log format on stderr (level from RUST_LOG, default info).
+    #[arg(long, env = "THUMBD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where messages come from and where thumbnails go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    PubSub {
+        subscription: String,
+        output_bucket: Option<String>,
+        events_topic: Option<String>,
+    },
+    Watch {
+        dir: PathBuf,
+        out: PathBuf,
+    },
+}
+
+/// Concurrency and memory, derived from the container and overridable by flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    /// Engine (rayon) threads.
+    pub threads: usize,
+    /// Bound of the crossbeam channel feeding the engine.
+    pub queue: usize,
+    /// Messages fetched or processed at once (threads + queue).
+    pub max_in_flight: usize,
+    /// Total memory budget.
+    pub memory_budget: u64,
+    /// Bytes of decodes admitted at once (memory budget minus [`RESERVE_BYTES`]).
+    pub admission_bytes: u64,
+}
+
+impl Tuning {
+    /// Derives the settings from the container's resources; flags win.
+    pub fn derive(
+        res: Resources,
+        threads: Option<usize>,
+        queue: Option<usize>,
+        budget: Option<u64>,
+    ) -> Self {
+        let threads = threads.unwrap_or(res.cpus).max(1);
+        let queue = queue.unwrap_or(threads * 2).max(1);
+        // Without any known limit, assume a small pod rather than an unbounded one.
+        let memory = res.memory_bytes.unwrap_or(1 << 30);
+        let memory_budget = budget.unwrap_or(memory / 10 * 7);
+        let admission_bytes = memory_budget.saturating_sub(RESERVE_BYTES).max(16 << 20);
+        Tuning {
+            threads,
+            queue,
+            max_in_flight: threads + queue,
+            memory_budget,
+            admission_bytes,
+        }
+    }
+}
+
+/// A validated worker configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: Source,
+    pub output_prefix: String,
+    pub request: Request,
+    pub limits: Limits,
+    pub tuning: Tuning,
+    pub listen: SocketAddr,
+    pub shutdown_timeout: Duration,
+    pub lease_extension: Duration,
+    pub storage_retry: Duration,
+    pub cache_control: String,
+    pub poll_interval: Duration,
+    pub log_format: LogFormat,
+}
+
+/// Why the configuration was refused (exit code 2).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("give either --subscription (Pub/Sub) or --watch DIR --out DIR (local folder)")]
+    NoSource,
+    #[error("--watch needs --out DIR")]
+    WatchNeedsOut,
+    #[error("--{flag} is only for the Pub/Sub source, not with --watch")]
+    PubSubOnly { flag: &'static str },
+    #[error("--watch {0}: not a folder")]
+    WatchNotDir(PathBuf),
+    #[error("--subscription `{0}` is not of the form projects/PROJECT/subscriptions/NAME")]
+    BadSubscription(String),
+    #[error("--events-topic `{0}` is not of the form projects/PROJECT/topics/NAME")]
+    BadTopic(String),
+    #[error("--output-bucket `{0}` is not a valid bucket name (3-222 of a-z 0-9 . _ -)")]
+    BadBucket(String),
+    #[error(
+        "--output-prefix is empty and thumbnails go to the source bucket: every thumbnail \
+         would trigger another notification (a thumbnail loop); set a prefix or --output-bucket"
+    )]
+    LoopingPrefix,
+    #[error("invalid image settings: {0}")]
+    Request(String),
+    #[error("--{flag} must be at least 1")]
+    Zero { flag: &'static str },
+    #[error("{var} `{value}` is not host:port or http://host:port")]
+    BadEmulatorHost { var: &'static str, value: String },
+}
+
+impl WorkerArgs {
+    /// Checks everything that can be checked without the network.
+    pub fn validate(&self, res: Resources) -> Result<Config, ConfigError> {
+        let source = match (&self.subscription, &self.watch) {
+            (Some(sub), None) => {
+                if !is_resource_name(sub, "subscriptions") {
+                    return Err(ConfigError::BadSubscription(sub.clone()));
+                }
+                if let Some(topic) = &self.events_topic {
+                    if !is_resource_name(topic, "topics") {
+                        return Err(ConfigError::BadTopic(topic.clone()));
+                    }
+                }
+                if let Some(bucket) = &self.output_bucket {
+                    if !is_bucket_name(bucket) {
+                        return Err(ConfigError::BadBucket(bucket.clone()));
+                    }
+                }
+                if self.output_prefix.is_empty() && self.output_bucket.is_none() {
+                    return Err(ConfigError::LoopingPrefix);
+                }
+                for (var, value) in emulator_vars() {
+                    emulator_endpoint(var, &value)?;
+                }
+                Source::PubSub {
+                    subscription: sub.clone(),
+                    output_bucket: self.output_bucket.clone(),
+                    events_topic: self.events_topic.clone(),
+                }
+            }
+            (None, Some(dir)) => {
+                let out = self.out.clone().ok_or(ConfigError::WatchNeedsOut)?;
+                if self.output_bucket.is_some() {
+                    return Err(ConfigError::PubSubOnly {
+                        flag: "output-bucket",
+                    });
+                }
+                if self.events_topic.is_some() {
+                    return Err(ConfigError::PubSubOnly {
+                        flag: "events-topic",
+                    });
+                }
+                if !dir.is_dir() {
+                    return Err(ConfigError::WatchNotDir(dir.clone()));
+                }
+                Source::Watch {
+                    dir: dir.clone(),
+                    out,
+                }
+            }
+            _ => return Err(ConfigError::NoSource),
+        };
+        let request = self.image.request();
+        let limits = self.image.limits();
+        request
+            .validate(&limits)
+            .map_err(|e| ConfigError::Request(e.to_string()))?;
+        for (flag, value) in [("threads", self.threads), ("queue", self.queue)] {
+            if value == Some(0) {
+                return Err(ConfigError::Zero { flag });
+            }
+        }
+        if self.poll_ms == 0 {
+            return Err(ConfigError::Zero { flag: "poll-ms" });
+        }
+        Ok(Config {
+            source,
+            output_prefix: self.output_prefix.clone(),
+            request,
+            limits,
+            tuning: Tuning::derive(res, self.threads, self.queue, self.memory_budget),
+            listen: self.listen,
+            shutdown_timeout: Duration::from_secs(self.shutdown_timeout),
+            lease_extension: Duration::from_secs(self.lease_extension.clamp(10, 600)),
+            storage_retry: Duration::from_secs(self.storage_retry.max(1)),
+            cache_control: self.cache_control.clone(),
+            poll_interval: Duration::from_millis(self.poll_ms),
+            log_format: self.log_format,
+        })
+    }
+}
+
+/// `projects/P/<kind>/NAME` with non-empty P and NAME.
+fn is_resource_name(s: &str, kind: &str) -> bool {
+    let parts: Vec<&str> = s.split('/').collect();
+    parts.len() == 4
+        && parts[0] == "projects"
+        && !parts[1].is_empty()
+        && parts[2] == kind
+        && !parts[3].is_empty()
+}
+
+fn is_bucket_name(s: &str) -> bool {
+    (3..=222).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+}
+
+fn emulator_vars() -> Vec<(&'static str, String)> {
+    ["PUBSUB_EMULATOR_HOST", "STORAGE_EMULATOR_HOST"]
+        .into_iter()
+        .filter_map(|var| {
+            let value = std::env::var(var).ok()?;
+            (!value.is_empty()).then_some((var, value))
+        })
+        .collect()
+}
+
+/// The endpoint URL for an emulator variable: `host:port` or `http(s)://host:port`, as the Go
+/// and Python clients accept.
+pub fn emulator_endpoint(var: &'static str, value: &str) -> Result<String, ConfigError> {
+    let bad = || ConfigError::BadEmulatorHost {
+        var,
+        value: value.to_string(),
+    };
+    let value = value.trim().trim_end_matches('/');
+    let (scheme, rest) = match value.split_once("://") {
+        Some((scheme @ ("http" | "https"), rest)) => (scheme, rest),
+        Some(_) => return Err(bad()),
+        None => ("http", value),
+    };
+    let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || host.contains('/') || port.parse::<u16>().is_err() {
+        return Err(bad());
+    }
+    Ok(format!("{scheme}://{rest}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: WorkerArgs,
+    }
+
+    fn parse(args: &[&str]) -> WorkerArgs {
+        let mut all = vec!["thumbd"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).unwrap().args
+    }
+
+    const RES: Resources = Resources {
+        cpus: 2,
+        memory_bytes: Some(1 << 30),
+    };
+
+    #[test]
+    fn a_valid_pubsub_config() {
+        let c = parse(&["--subscription", "projects/p/subscriptions/s", "--size", "64,256"])
+            .validate(RES)
+            .unwrap();
+        assert_eq!(c.request.sizes, vec![64, 256]);
+        assert_eq!(c.tuning.threads, 2);
+        assert_eq!(c.tuning.queue, 4);
+        assert_eq!(c.tuning.max_in_flight, 6);
+        assert_eq!(c.tuning.memory_budget, (1u64 << 30) / 10 * 7);
+        assert_eq!(c.tuning.admission_bytes, c.tuning.memory_budget - RESERVE_BYTES);
+    }
+
+    #[test]
+    fn bad_configs_are_refused() {
+        let err = |args: &[&str]| parse(args).validate(RES).unwrap_err();
+        assert_eq!(err(&[]), ConfigError::NoSource);
+        assert!(matches!(
+            err(&["--subscription", "my-sub"]),
+            ConfigError::BadSubscription(_)
+        ));
+        assert!(matches!(
+            err(&[
+                "--subscription",
+                "projects/p/subscriptions/s",
+                "--events-topic",
+                "projects/p/subscriptions/t"
+            ]),
+            ConfigError::BadTopic(_)
+        ));
+        assert_eq!(
+            err(&["--subscription", "projects/p/subscriptions/s", "--output-prefix", ""]),
+            ConfigError::LoopingPrefix
+        );
+        assert!(matches!(
+            err(&["--subscription", "projects/p/subscriptions/s", "--output-bucket", "A B"]),
+            ConfigError::BadBucket(_)
+        ));
+        assert_eq!(err(&["--watch", "/"]), ConfigError::WatchNeedsOut);
+        assert!(matches!(
+            err(&["--watch", "/nonexistent-thumbd", "--out", "/tmp"]),
+            ConfigError::WatchNotDir(_)
+        ));
+        assert_eq!(
+            err(&["--subscription", "projects/p/subscriptions/s", "--threads", "0"]),
+            ConfigError::Zero { flag: "threads" }
+        );
+    }
+
+    #[test]
+    fn flags_override_derived_tuning() {
+        let t = Tuning::derive(RES, Some(3), Some(1), Some(200 << 20));
+        assert_eq!((t.threads, t.queue, t.max_in_flight), (3, 1, 4));
+        assert_eq!(t.admission_bytes, (200 << 20) - RESERVE_BYTES);
+    }
+
+    #[test]
+    fn emulator_hosts_in_both_forms() {
+        let ep = |v| emulator_endpoint("X", v);
+        assert_eq!(ep("localhost:8085").unwrap(), "http://localhost:8085");
+        assert_eq!(ep("http://127.0.0.1:4443/").unwrap(), "http://127.0.0.1:4443");
+        assert_eq!(ep("https://h:1").unwrap(), "https://h:1");
+        assert!(ep("localhost").is_err());
+        assert!(ep("ftp://h:1").is_err());
+        assert!(ep("h:notaport").is_err());
+    }
+}

@@ -1,0 +1,92 @@
+//! "thumbnails ready" / "thumbnail failed" events, so other services (a mail sender, a CDN
+//! purger) can react without touching the worker. Published to `--events-topic` in the
+//! Pub/Sub mode, printed as JSON lines on stdout in the local mode.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use google_cloud_pubsub::client::Publisher;
+use google_cloud_pubsub::model::Message;
+use serde::Serialize;
+
+pub const READY: &str = "THUMBNAILS_READY";
+pub const FAILED: &str = "THUMBNAIL_FAILED";
+
+/// One written thumbnail.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputInfo {
+    pub bucket: String,
+    pub name: String,
+    pub size: u32,
+    pub width: u32,
+    pub height: u32,
+    pub content_type: &'static str,
+    pub bytes: usize,
+}
+
+/// The JSON body of an event.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub event: &'static str,
+    pub bucket: String,
+    pub name: String,
+    pub generation: Option<i64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<OutputInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Event {
+    /// Attributes mirror Cloud Storage notifications so subscribers can filter on them.
+    fn attributes(&self) -> HashMap<String, String> {
+        let mut a = HashMap::from([
+            ("eventType".to_string(), self.event.to_string()),
+            ("bucketId".to_string(), self.bucket.clone()),
+            ("objectId".to_string(), self.name.clone()),
+        ]);
+        if let Some(g) = self.generation {
+            a.insert("objectGeneration".into(), g.to_string());
+        }
+        if let Some(r) = self.reason {
+            a.insert("reason".into(), r.to_string());
+        }
+        a
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Events {
+    Disabled,
+    PubSub(Publisher),
+    Stdout,
+}
+
+impl Events {
+    /// Publishes (and waits for the server's confirmation: the message is only acked after).
+    pub async fn publish(&self, event: &Event) -> Result<(), String> {
+        match self {
+            Events::Disabled => Ok(()),
+            Events::Stdout => {
+                let line = serde_json::to_string(event).map_err(|e| e.to_string())?;
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{line}")
+                    .and_then(|_| out.flush())
+                    .map_err(|e| e.to_string())
+            }
+            Events::PubSub(publisher) => {
+                let body = serde_json::to_vec(event).map_err(|e| e.to_string())?;
+                let msg = Message::new()
+                    .set_data(body)
+                    .set_attributes(event.attributes());
+                publisher
+                    .publish(msg)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! One job from fetch to written thumbnails: the part shared by every source.
+//!
+//! ```text
+//! slot ─▶ fetch ─▶ probe (header) ─▶ reserve decode bytes ─▶ crossbeam ─▶ rayon: engine
+//!                                                                           │ oneshot
+//!                      ack ◀─ event ◀─ conditional writes ◀─────────────────┘
+//! ```
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{Sender, TrySendError};
+use thumbd_engine::{Limits, Request, Thumbnail};
+use tokio::sync::oneshot;
+
+use super::admission::Admission;
+use super::events::{Event, Events, OutputInfo, FAILED, READY};
+use super::fate::{decide, Fate, JobError, Outcome, Skip};
+use super::message::Job;
+use super::metrics::Metrics;
+use super::shutdown::Shutdown;
+use super::store::{output_key, Put, SourceRef, Store, StoreError};
+
+type EngineResult = Result<Vec<Thumbnail>, thumbd_engine::Error>;
+
+struct Task {
+    data: Vec<u8>,
+    reply: oneshot::Sender<EngineResult>,
+}
+
+/// The engine's rayon pool, fed by a bounded crossbeam channel. CPU work never runs on the
+/// tokio threads, and the channel's bound keeps queued originals (and their memory) finite.
+#[derive(Clone)]
+pub struct EnginePool {
+    tx: Sender<Task>,
+    metrics: Metrics,
+    /// Kept for clarity: the threads live as long as their loops, i.e. the senders.
+    _pool: Arc<rayon::ThreadPool>,
+}
+
+impl EnginePool {
+    pub fn start(
+        threads: usize,
+        queue: usize,
+        request: Request,
+        limits: Limits,
+        metrics: Metrics,
+    ) -> std::io::Result<Self> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("thumbd-engine-{i}"))
+            .build()
+            .map_err(std::io::Error::other)?;
+        let (tx, rx) = crossbeam_channel::bounded::<Task>(queue);
+        let request = Arc::new(request);
+        // One long-lived loop per thread: the pool ends when every sender is dropped.
+        for _ in 0..threads {
+            let rx = rx.clone();
+            let request = request.clone();
+            let metrics = metrics.clone();
+            pool.spawn(move || {
+                while let Ok(task) = rx.recv() {
+                    metrics.queue_depth.dec();
+                    let result = thumbd_engine::thumbnail(&task.data, &request, &limits);
+                    drop(task.data);
+                    let _ = task.reply.send(result);
+                }
+            });
+        }
+        Ok(EnginePool {
+            tx,
+            metrics,
+            _pool: Arc::new(pool),
+        })
+    }
+
+    /// Runs the engine on `data` and waits for the result without blocking tokio.
+    pub async fn run(&self, data: Vec<u8>) -> Result<EngineResult, JobError> {
+        let (reply, result) = oneshot::channel();
+        self.metrics.queue_depth.inc();
+        match self.tx.try_send(Task { data, reply }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(task)) => {
+                // Admission slots keep the queue under its bound; this is only a fallback.
+                let tx = self.tx.clone();
+                tokio::task::spawn_blocking(move || tx.send(task))
+                    .await
+                    .map_err(|_| JobError::ShuttingDown)?
+                    .map_err(|_| JobError::ShuttingDown)?;
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.metrics.queue_depth.dec();
+                return Err(JobError::ShuttingDown);
+            }
+        }
+        result.await.map_err(|_| JobError::ShuttingDown)
+    }
+}
+
+/// Settings of the pipeline that do not change per message.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `None`: write next to the source, in its bucket.
+    pub output_bucket: Option<String>,
+    pub output_prefix: String,
+    pub limits: Limits,
+    pub cache_control: String,
+}
+
+/// Everything a job needs; shared by all in-flight jobs.
+pub struct Pipeline<S> {
+    pub store: S,
+    pub settings: Settings,
+    pub pool: EnginePool,
+    pub admission: Admission,
+    pub events: Events,
+    pub metrics: Metrics,
+    pub shutdown: Shutdown,
+}
+
+impl<S: Store> Pipeline<S> {
+    /// Objects under the output prefix in the output bucket are our own thumbnails: processing
+    /// them would loop forever (each thumbnail's notification making more thumbnails).
+    pub fn is_output_object(&self, job: &Job) -> bool {
+        let out_bucket = self.settings.output_bucket.as_deref().unwrap_or(&job.bucket);
+        out_bucket == job.bucket && job.name.starts_with(&self.settings.output_prefix)
+    }
+
+    /// Processes one job to its outcome. Returns only after every output is written and the
+    /// ready event published, so the caller may ack on `Ok`.
+    pub async fn handle(&self, job: &Job) -> Result<Outcome, JobError> {
+        if self.is_output_object(job) {
+            return Ok(Outcome::Skipped(Skip::OutputObject));
+        }
+        let cap = self.settings.limits.max_input_bytes;
+        if let Some(size) = job.size.filter(|&s| s > cap) {
+            return Err(StoreError::TooLarge { size, limit: cap }.into());
+        }
+        // A message still waiting for a slot when SIGTERM arrives is nacked, not started.
+        let slot = tokio::select! {
+            slot = self.admission.slot() => slot,
+            _ = self.shutdown.wait() => return Err(JobError::ShuttingDown),
+        };
+
+        let t = Instant::now();
+        let fetched = match self
+            .store
+            .fetch(&job.bucket, &job.name, job.generation, cap)
+            .await
+        {
+            // The generation named by the notification is gone: the object was overwritten
+            // or deleted since, and that later event has (or will have) its own message.
+            Err(StoreError::NotFound) if job.generation.is_some() => {
+                return Ok(Outcome::Skipped(Skip::StaleGeneration))
+            }
+            result => result?,
+        };
+        self.metrics.observe("fetch", t.elapsed());
+
+        // Header only: refuses oversized images before any decode and sizes the reservation.
+        let info = thumbd_engine::probe(&fetched.data, &self.settings.limits)?;
+        let t = Instant::now();
+        let reservation = self
+            .admission
+            .reserve(info.decode_budget_bytes() + fetched.data.len() as u64)
+            .await;
+        let source = SourceRef {
+            bucket: job.bucket.clone(),
+            name: job.name.clone(),
+            generation: fetched.generation,
+        };
+        let queued = t.elapsed();
+        let t = Instant::now();
+        let thumbs = self.pool.run(fetched.data).await??;
+        // Engine time includes the wait for a free thread; split the admission wait out.
+        self.metrics.observe("queue", queued);
+        self.metrics.observe("engine", t.elapsed());
+        drop(reservation);
+
+        let t = Instant::now();
+        let bucket = self
+            .settings
+            .output_bucket
+            .clone()
+            .unwrap_or_else(|| job.bucket.clone());
+        let mut outputs = Vec::with_capacity(thumbs.len());
+        for thumb in &thumbs {
+            let key = output_key(&self.settings.output_prefix, &job.name, thumb);
+            match self
+                .store
+                .put(&bucket, &key, thumb, &source, &self.settings.cache_control)
+                .await?
+            {
+                Put::Written => {}
+                Put::Superseded => return Ok(Outcome::Skipped(Skip::Superseded)),
+            }
+            outputs.push(OutputInfo {
+                bucket: bucket.clone(),
+                name: key,
+                size: thumb.size,
+                width: thumb.width,
+                height: thumb.height,
+                content_type: thumb.format.mime_type(),
+                bytes: thumb.data.len(),
+            });
+        }
+        self.metrics.observe("write", t.elapsed());
+        drop(slot);
+
+        let t = Instant::now();
+        let count = outputs.len();
+        self.events
+            .publish(&Event {
+                event: READY,
+                bucket: job.bucket.clone(),
+                name: job.name.clone(),
+                generation: Some(source.generation),
+                outputs,
+                reason: None,
+                error: None,
+            })
+            .await
+            .map_err(JobError::Event)?;
+        self.metrics.observe("event", t.elapsed());
+        self.metrics.images.inc();
+        Ok(Outcome::Done { outputs: count })
+    }
+}
+
+impl<S> Pipeline<S> {
+    /// Applies [`decide`]: logs, counts, and publishes the failure event of a permanent
+    /// failure. Returns the fate for the source to carry out (ack or nack). If the failure
+    /// event cannot be published the message is nacked, so the failure is not lost either.
+    pub async fn settle(
+        &self,
+        message_id: &str,
+        job: Option<&Job>,
+        result: &Result<Outcome, JobError>,
+    ) -> Fate {
+        let decision = decide(result);
+        let (bucket, name, generation) = job.map_or(("", "", None), |j| {
+            (j.bucket.as_str(), j.name.as_str(), j.generation)
+        });
+        let mut fate = decision.fate;
+        match result {
+            Ok(outcome) => tracing::info!(
+                message_id,
+                bucket,
+                object = name,
+                generation,
+                ?outcome,
+                fate = fate.as_str(),
+                "settled"
+            ),
+            Err(error) if error.is_transient() => tracing::warn!(
+                message_id,
+                bucket,
+                object = name,
+                generation,
+                reason = decision.reason,
+                %error,
+                "transient failure, nacking for redelivery"
+            ),
+            Err(error) => {
+                tracing::warn!(
+                    message_id,
+                    bucket,
+                    object = name,
+                    generation,
+                    reason = decision.reason,
+                    %error,
+                    "permanent failure, acking"
+                );
+                if decision.failure_event {
+                    let event = Event {
+                        event: FAILED,
+                        bucket: bucket.to_string(),
+                        name: name.to_string(),
+                        generation,
+                        outputs: Vec::new(),
+                        reason: Some(decision.reason),
+                        error: Some(error.to_string()),
+                    };
+                    if let Err(e) = self.events.publish(&event).await {
+                        tracing::warn!(message_id, error = %e, "failure event not published, nacking");
+                        fate = Fate::Nack;
+                    }
+                }
+            }
+        }
+        let reason = if fate == decision.fate {
+            decision.reason
+        } else {
+            "event_publish"
+        };
+        self.metrics.settled(fate.as_str(), reason);
+        fate
+    }
+}

@@ -1,0 +1,137 @@
+//! The Pub/Sub source: one long-lived streaming pull, one task per message, fate applied by
+//! [`Pipeline::settle`](crate::service::process::Pipeline::settle).
+//!
+//! Flow control is set on the stream (max outstanding messages/bytes) to spare the server,
+//! but the emulator ignores it, so the real bound is the pipeline's admission control: a
+//! message waiting for a slot costs only its small notification.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use google_cloud_pubsub::client::Subscriber;
+use google_cloud_pubsub::model::Message;
+use google_cloud_pubsub::subscriber::handler::Handler;
+use google_cloud_pubsub::subscriber::ShutdownBehavior;
+use tokio::task::JoinSet;
+
+use crate::service::config::{Config, Tuning};
+use crate::service::fate::{Fate, JobError, Outcome, Skip};
+use crate::service::message::{self, Ignored};
+use crate::service::process::Pipeline;
+use crate::service::store::Store;
+use crate::service::WorkerError;
+
+/// Anonymous credentials for an emulator endpoint; ADC otherwise.
+pub fn anonymous() -> google_cloud_auth::credentials::Credentials {
+    google_cloud_auth::credentials::anonymous::Builder::new().build()
+}
+
+/// Builds the subscriber client (endpoint + anonymous credentials under the emulator).
+pub async fn subscriber(endpoint: Option<&str>) -> Result<Subscriber, WorkerError> {
+    let mut builder = Subscriber::builder();
+    if let Some(endpoint) = endpoint {
+        builder = builder
+            .with_endpoint(endpoint)
+            .with_credentials(anonymous());
+    }
+    builder
+        .build()
+        .await
+        .map_err(|e| WorkerError::Client(format!("Pub/Sub subscriber: {e}")))
+}
+
+/// Pulls until shutdown, then drains: in-flight work gets the shutdown timeout, the rest is
+/// nacked (dropped handlers nack), and pending acks are flushed before returning.
+pub async fn run<S: Store>(
+    config: &Config,
+    subscription: &str,
+    client: Subscriber,
+    pipeline: Arc<Pipeline<S>>,
+    ready: Arc<AtomicBool>,
+) -> Result<(), WorkerError> {
+    let Tuning {
+        max_in_flight,
+        memory_budget,
+        ..
+    } = config.tuning;
+    let mut stream = client
+        .subscribe(subscription)
+        .set_max_lease_extension(config.lease_extension)
+        .set_max_outstanding_messages((max_in_flight * 2) as i64)
+        .set_max_outstanding_bytes(memory_budget.min(i64::MAX as u64) as i64)
+        .set_shutdown_behavior(ShutdownBehavior::WaitForProcessing)
+        .build();
+    let token = stream.shutdown_token();
+    let shutdown = pipeline.shutdown.clone();
+    let mut tasks = JoinSet::new();
+    ready.store(true, Ordering::SeqCst);
+    tracing::info!(subscription, "pulling");
+
+    let mut failure = None;
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = shutdown.wait() => break,
+            next = stream.next() => next,
+        };
+        match next {
+            Some(Ok((message, handler))) => {
+                let pipeline = pipeline.clone();
+                tasks.spawn(async move { handle_message(&pipeline, message, handler).await });
+            }
+            Some(Err(e)) => {
+                failure = Some(WorkerError::Stream(e.to_string()));
+                break;
+            }
+            None => {
+                failure = Some(WorkerError::Stream("the stream ended".into()));
+                break;
+            }
+        }
+        while tasks.try_join_next().is_some() {}
+    }
+
+    ready.store(false, Ordering::SeqCst);
+    // Tasks still waiting for a slot see the shutdown and nack themselves.
+    shutdown.trigger();
+    let in_flight = tasks.len();
+    tracing::info!(in_flight, timeout = ?config.shutdown_timeout, "draining");
+    let drained = tokio::time::timeout(config.shutdown_timeout, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            left = tasks.len(),
+            "shutdown timeout reached, nacking the remaining messages"
+        );
+        // Dropping a task drops its handler, which nacks the message.
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+    // Flush acks/nacks; bounded, so a dead emulator cannot hold the pod past its grace period.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), token.shutdown()).await;
+    drop(stream);
+    tracing::info!("stopped");
+    failure.map_or(Ok(()), Err)
+}
+
+async fn handle_message<S: Store>(pipeline: &Pipeline<S>, message: Message, handler: Handler) {
+    pipeline.metrics.received.inc();
+    let (job, result) = match message::parse(&message.attributes, &message.data) {
+        Err(malformed) => (None, Err(JobError::from(malformed))),
+        Ok(Err(Ignored::EventType)) => (None, Ok(Outcome::Skipped(Skip::EventType))),
+        Ok(Ok(job)) => {
+            let result = pipeline.handle(&job).await;
+            (Some(job), result)
+        }
+    };
+    tracing::debug!(message_id = %message.message_id, attempt = ?handler.delivery_attempt(), "handled");
+    match pipeline
+        .settle(&message.message_id, job.as_ref(), &result)
+        .await
+    {
+        Fate::Ack => handler.ack(),
+        Fate::Nack => handler.nack(),
+    }
+}

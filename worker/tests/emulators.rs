@@ -1,0 +1,360 @@
+//! `thumbd worker` end to end against the real emulators (see `common` for how they are found
+//! and started). Each test owns its emulators, buckets and subscriptions, so tests are
+//! independent and may run in parallel.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+use thumbd_engine::{Limits, Request};
+
+/// The sizes every test worker is started with (see `Env::worker`).
+const SIZES: [u32; 2] = [64, 200];
+const LONG: Duration = Duration::from_secs(120);
+
+/// What the engine itself makes of `data`: the expected (width, height) per size.
+fn expected_dims(data: &[u8]) -> Vec<(u32, u32)> {
+    let request = Request {
+        sizes: SIZES.to_vec(),
+        ..Request::default()
+    };
+    thumbd_engine::thumbnail(data, &request, &Limits::default())
+        .expect("a corpus image the engine handles")
+        .iter()
+        .map(|t| (t.width, t.height))
+        .collect()
+}
+
+fn meta<'a>(object: &'a Value, key: &str) -> &'a str {
+    object["metadata"][key].as_str().unwrap_or_else(|| {
+        panic!("object {} has no metadata {key}: {object}", object["name"])
+    })
+}
+
+/// Checks every thumbnail of `bucket/name`: present, the engine's dimensions (read back from
+/// the stored bytes), and metadata naming the source and its generation.
+async fn assert_thumbnails(gcs: &FakeGcs, bucket: &str, name: &str, original: &[u8], generation: i64) {
+    let expected = expected_dims(original);
+    let listed = gcs.list(bucket, &format!("thumbs/{name}/")).await;
+    assert_eq!(listed.len(), SIZES.len(), "outputs of {name}: {listed:?}");
+    for (size, (w, h)) in SIZES.iter().zip(expected) {
+        let key = format!("thumbs/{name}/{size}.jpg");
+        let object = gcs
+            .object(bucket, &key)
+            .await
+            .unwrap_or_else(|| panic!("{key} missing"));
+        let data = gcs.download(bucket, &key).await;
+        let info = thumbd_engine::probe(&data, &Limits::default()).expect("a readable thumbnail");
+        assert_eq!((info.width, info.height), (w, h), "{key} dimensions");
+        assert_eq!(meta(&object, "thumbd-source-object"), name);
+        assert_eq!(meta(&object, "thumbd-source-bucket"), bucket);
+        assert_eq!(
+            meta(&object, "thumbd-source-generation"),
+            generation.to_string(),
+            "{key} source generation"
+        );
+        assert_eq!(meta(&object, "thumbd-content-type"), "image/jpeg");
+        assert_eq!(meta(&object, "thumbd-width"), w.to_string());
+    }
+}
+
+fn event_bodies(events: &Collector, kind: &str) -> Vec<Value> {
+    events
+        .snapshot()
+        .into_iter()
+        .filter(|m| m.attributes.get("eventType").map(String::as_str) == Some(kind))
+        .map(|m| serde_json::from_slice(&m.data).expect("JSON event body"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_become_thumbnails_and_duplicates_stale_corrupt_and_own_outputs_are_harmless() {
+    let env = Env::start().await;
+    env.gcs.create_bucket("photos").await;
+    let events_topic = env.pubsub.create_topic("thumb-events").await;
+    let events_sub = env
+        .pubsub
+        .create_subscription("thumb-events", "events", None)
+        .await;
+    let events = env.pubsub.collect(&events_sub).await;
+    let sub = env
+        .pubsub
+        .create_subscription(GCS_TOPIC, "worker", None)
+        .await;
+    let worker = env.worker(&sub, &["--events-topic", &events_topic]).await;
+
+    // 1. Corpus uploads → every thumbnail, right dimensions and metadata.
+    let files = [
+        "plasma_Grey_screenshot_400x250.jpg",
+        "pil_hopper_orientation_6.jpg",
+        "go_video-001.progressive.jpeg",
+        "go_video-001.cmyk.jpeg",
+        "pil_pil123rgba.png",
+        "go_pngsuite_basn3p08-trns.png",
+        "xplanet_earth.jpg",
+    ];
+    let mut generations = HashMap::new();
+    for file in files {
+        let name = format!("in/{file}");
+        let generation = env.gcs.upload("photos", &name, corpus(file)).await;
+        generations.insert(name, generation);
+    }
+    let n = files.len() as f64;
+    worker.wait_settled("ack", "done", n, LONG).await;
+    for file in files {
+        let name = format!("in/{file}");
+        assert_thumbnails(&env.gcs, "photos", &name, &corpus(file), generations[&name]).await;
+    }
+    // Each thumbnail write notified the worker too, and was ignored (no thumbnail loop).
+    let own = n * SIZES.len() as f64;
+    worker.wait_settled("ack", "ignored_output_object", own, LONG).await;
+
+    // 2. An object under the output prefix is ignored, whoever wrote it.
+    env.gcs
+        .upload("photos", "thumbs/manual.jpg", corpus(files[0]))
+        .await;
+    worker
+        .wait_settled("ack", "ignored_output_object", own + 1.0, LONG)
+        .await;
+    assert!(env.gcs.list("photos", "thumbs/thumbs/").await.is_empty());
+
+    // 3. A corrupt image and a non-image → acked, with failure events naming the reason.
+    let corrupt = corpus("go_invalid-zlib.png");
+    let engine_error = thumbd_engine::thumbnail(&corrupt, &Request::default(), &Limits::default())
+        .expect_err("the engine refuses go_invalid-zlib.png");
+    env.gcs.upload("photos", "in/corrupt.png", corrupt).await;
+    env.gcs
+        .upload("photos", "in/notes.txt", b"not an image at all".to_vec())
+        .await;
+    let ev = &events;
+    let failed = eventually(LONG, "two failure events", || async move {
+        let failed = event_bodies(ev, "THUMBNAIL_FAILED");
+        (failed.len() >= 2).then_some(failed)
+    })
+    .await;
+    let reason_of = |name: &str| {
+        failed
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("no failure event for {name}: {failed:?}"))["reason"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(reason_of("in/corrupt.png"), engine_error.kind().as_str());
+    assert_eq!(reason_of("in/notes.txt"), "unsupported");
+    worker
+        .wait_settled("ack", engine_error.kind().as_str(), 1.0, LONG)
+        .await;
+    assert!(env.gcs.list("photos", "thumbs/in/corrupt.png/").await.is_empty());
+
+    // Ready events list every output with its dimensions.
+    let ready = event_bodies(&events, "THUMBNAILS_READY");
+    assert_eq!(ready.len(), files.len(), "{ready:?}");
+    let earth = ready
+        .iter()
+        .find(|e| e["name"] == "in/xplanet_earth.jpg")
+        .unwrap();
+    let outputs = earth["outputs"].as_array().unwrap();
+    assert_eq!(outputs.len(), 2);
+    assert_eq!(outputs[1]["name"], "thumbs/in/xplanet_earth.jpg/200.jpg");
+    assert_eq!((outputs[1]["width"].as_u64(), outputs[1]["height"].as_u64()), (Some(200), Some(100)));
+
+    // 4. The same notification twice → both acked, still one set of outputs.
+    let dup = "in/plasma_Grey_screenshot_400x250.jpg";
+    let done_before = worker.settled("ack", "done").await;
+    for _ in 0..2 {
+        env.pubsub
+            .publish(
+                GCS_TOPIC,
+                finalize_notification("photos", dup, generations[dup]),
+                Vec::new(),
+            )
+            .await;
+    }
+    worker
+        .wait_settled("ack", "done", done_before + 2.0, LONG)
+        .await;
+    assert_thumbnails(&env.gcs, "photos", dup, &corpus(files[0]), generations[dup]).await;
+
+    // 5. A stale notification (older generation) after a newer one → newer thumbnails kept.
+    let name = "in/replaced.jpg";
+    let old = env.gcs.upload("photos", name, corpus("xplanet_earth.jpg")).await;
+    let done_before = worker.settled("ack", "done").await;
+    worker
+        .wait_settled("ack", "done", done_before + 1.0, LONG)
+        .await;
+    let newer_bytes = corpus("pil_hopper_orientation_6.jpg");
+    let new = env.gcs.upload("photos", name, newer_bytes.clone()).await;
+    assert!(new > old);
+    let gcs = &env.gcs;
+    eventually(LONG, "thumbnails of the new generation", || async move {
+        let o = gcs.object("photos", "thumbs/in/replaced.jpg/64.jpg").await?;
+        (o["metadata"]["thumbd-source-generation"] == new.to_string()).then_some(())
+    })
+    .await;
+    worker.wait_settled("ack", "done", done_before + 2.0, LONG).await;
+    let stale_before =
+        worker.settled("ack", "superseded").await + worker.settled("ack", "stale_generation").await;
+    env.pubsub
+        .publish(GCS_TOPIC, finalize_notification("photos", name, old), Vec::new())
+        .await;
+    let w = &worker;
+    eventually(LONG, "the stale notification to be acked", || async move {
+        let now =
+            w.settled("ack", "superseded").await + w.settled("ack", "stale_generation").await;
+        (now > stale_before).then_some(())
+    })
+    .await;
+    assert_thumbnails(&env.gcs, "photos", name, &newer_bytes, new).await;
+
+    // Nothing was ever nacked on this healthy path.
+    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", worker.metrics_port))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!metrics.contains("fate=\"nack\""), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_outage_nacks_then_completes_when_storage_returns() {
+    let mut env = Env::start().await;
+    env.gcs.create_bucket("photos").await;
+    let sub = env
+        .pubsub
+        .create_subscription(GCS_TOPIC, "worker", None)
+        .await;
+    let files = ["go_video-001.jpeg", "pil_pil123p.png", "imdoc_wizard.jpg"];
+    let mut generations = Vec::new();
+    for file in files {
+        generations.push(env.gcs.upload("photos", file, corpus(file)).await);
+    }
+    // The notifications wait in the subscription; storage goes down before the worker starts.
+    env.gcs.stop();
+    let worker = env.worker(&sub, &[]).await;
+    worker
+        .wait_settled("nack", "storage_unavailable", 2.0, LONG)
+        .await;
+    assert_eq!(worker.settled("ack", "done").await, 0.0);
+
+    env.gcs.resume().await;
+    worker
+        .wait_settled("ack", "done", files.len() as f64, LONG)
+        .await;
+    for (file, generation) in files.iter().zip(generations) {
+        assert_thumbnails(&env.gcs, "photos", file, &corpus(file), generation).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_failing_every_time_ends_in_the_dead_letter_topic() {
+    let env = Env::start().await;
+    env.gcs.create_bucket("photos").await;
+    env.pubsub.create_topic("dead-letters").await;
+    let dead_sub = env
+        .pubsub
+        .create_subscription("dead-letters", "dead", None)
+        .await;
+    let dead = env.pubsub.collect(&dead_sub).await;
+    let sub = env
+        .pubsub
+        .create_subscription(GCS_TOPIC, "worker", Some(("dead-letters", 5)))
+        .await;
+    // The output bucket does not exist: every write fails with a (transient) storage error,
+    // so the message is nacked on every delivery until Pub/Sub gives up on it.
+    let worker = env
+        .worker(&sub, &["--output-bucket", "no-such-bucket"])
+        .await;
+    env.gcs
+        .upload("photos", "poison.jpg", corpus("go_video-001.jpeg"))
+        .await;
+    let d = &dead;
+    let message = eventually(LONG, "the message in the dead-letter topic", || async move {
+        d.snapshot()
+            .into_iter()
+            .find(|m| m.attributes.get("objectId").map(String::as_str) == Some("poison.jpg"))
+    })
+    .await;
+    assert_eq!(message.attributes["eventType"], "OBJECT_FINALIZE");
+    assert!(worker.settled("nack", "storage_unavailable").await >= 5.0);
+    assert_eq!(worker.settled("ack", "done").await, 0.0);
+}
+
+/// Large corpus photos, under several names: enough work to be mid-burst when interrupted.
+const BURST: [&str; 4] = [
+    "plasma_PastelHills_3200x2000.jpg",
+    "lomiri16_Wine_by_Jakkub_Mede.jpg",
+    "plasma_FlyingKonqui_2560x1600.png",
+    "xplanet_earth.jpg",
+];
+
+async fn upload_burst(gcs: &FakeGcs, copies: usize) -> Vec<(String, &'static str, i64)> {
+    let mut uploaded = Vec::new();
+    for i in 0..copies {
+        for file in BURST {
+            let name = format!("burst/{i}/{file}");
+            let generation = gcs.upload("photos", &name, corpus(file)).await;
+            uploaded.push((name, file, generation));
+        }
+    }
+    uploaded
+}
+
+async fn assert_all_done(gcs: &FakeGcs, uploaded: &[(String, &'static str, i64)]) {
+    for (name, file, generation) in uploaded {
+        eventually(LONG, &format!("thumbnails of {name}"), || async move {
+            (gcs.list("photos", &format!("thumbs/{name}/")).await.len() == SIZES.len())
+                .then_some(())
+        })
+        .await;
+        assert_thumbnails(gcs, "photos", name, &corpus(file), *generation).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_burst_exits_in_time_and_loses_nothing() {
+    let env = Env::start().await;
+    env.gcs.create_bucket("photos").await;
+    let sub = env
+        .pubsub
+        .create_subscription(GCS_TOPIC, "worker", None)
+        .await;
+    let mut worker = env.worker(&sub, &["--shutdown-timeout", "8"]).await;
+    let uploaded = upload_burst(&env.gcs, 3).await;
+    worker.wait_settled("ack", "done", 1.0, LONG).await;
+    let done = worker.settled("ack", "done").await;
+    eprintln!("SIGTERM after {done} of {} images", uploaded.len());
+
+    worker.proc.signal("TERM");
+    let started = Instant::now();
+    let status = worker
+        .proc
+        .wait_timeout(Duration::from_secs(8 + 10))
+        .unwrap_or_else(|| panic!("no exit after SIGTERM:\n{}", worker.proc.log_text()));
+    assert!(status.success(), "exit {status}:\n{}", worker.proc.log_text());
+    assert!(started.elapsed() < Duration::from_secs(8 + 7));
+    let _second = env.worker(&sub, &[]).await;
+    assert_all_done(&env.gcs, &uploaded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_restarted_loses_nothing() {
+    let env = Env::start().await;
+    env.gcs.create_bucket("photos").await;
+    let sub = env
+        .pubsub
+        .create_subscription(GCS_TOPIC, "worker", None)
+        .await;
+    let mut worker = env.worker(&sub, &[]).await;
+    let uploaded = upload_burst(&env.gcs, 2).await;
+    worker.wait_settled("ack", "done", 1.0, LONG).await;
+    worker.proc.kill(); // SIGKILL: no drain, no nacks; leases simply expire.
+
+    let _second = env.worker(&sub, &[]).await;
+    assert_all_done(&env.gcs, &uploaded).await;
+}
