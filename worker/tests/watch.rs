@@ -1,0 +1,115 @@
+//! `thumbd worker --watch DIR --out DIR`: the local default, no emulators needed.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use thumbd_engine::{Limits, Request};
+
+fn corpus(name: &str) -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus").join(name)).unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn a_watched_folder_gets_thumbnails_and_json_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, out) = (tmp.path().join("in"), tmp.path().join("out"));
+    std::fs::create_dir_all(input.join("sub")).unwrap();
+    // Present before the start: picked up by the first scans.
+    std::fs::write(input.join("earth.jpg"), corpus("xplanet_earth.jpg")).unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_thumbd"))
+        .args(["worker", "--watch"])
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .args(["--size", "64,200", "--poll-ms", "100", "--listen"])
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .env_remove("THUMBD_SIZE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(serde_json::from_str(&line).expect("JSON lines on stdout"));
+        }
+    });
+
+    // Landing while it runs, in a subfolder, plus a corrupt file.
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(input.join("sub/hopper.jpg"), corpus("pil_hopper_orientation_6.jpg")).unwrap();
+    std::fs::write(input.join("bad.png"), corpus("go_invalid-zlib.png")).unwrap();
+
+    let mut events = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while events.len() < 3 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(event) => events.push(event),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("only {} events in 60 s: {events:?}", events.len());
+            }
+        }
+    }
+    let by_name = |name: &str| {
+        events
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("no event for {name}: {events:?}"))
+            .clone()
+    };
+    let request = Request {
+        sizes: vec![64, 200],
+        ..Request::default()
+    };
+    for (name, file) in [("earth.jpg", "xplanet_earth.jpg"), ("sub/hopper.jpg", "pil_hopper_orientation_6.jpg")] {
+        let event = by_name(name);
+        assert_eq!(event["event"], "THUMBNAILS_READY", "{event}");
+        let expected = thumbd_engine::thumbnail(&corpus(file), &request, &Limits::default()).unwrap();
+        for thumb in expected {
+            let path = out.join(name).join(format!("{}.jpg", thumb.size));
+            let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let info = thumbd_engine::probe(&data, &Limits::default()).unwrap();
+            assert_eq!((info.width, info.height), (thumb.width, thumb.height), "{}", path.display());
+        }
+    }
+    let bad = by_name("bad.png");
+    assert_eq!(bad["event"], "THUMBNAIL_FAILED");
+    assert!(bad["reason"].is_string());
+    assert!(!out.join("bad.png").join("64.jpg").exists());
+
+    // SIGTERM: a clean exit, promptly.
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // No further events (nothing processed twice).
+    assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
+}
