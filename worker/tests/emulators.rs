@@ -122,9 +122,9 @@ async fn uploads_become_thumbnails_and_duplicates_stale_corrupt_and_own_outputs_
     assert!(env.gcs.list("photos", "thumbs/thumbs/").await.is_empty());
 
     // 3. A corrupt image and a non-image → acked, with failure events naming the reason.
-    let corrupt = corpus("go_invalid-zlib.png");
+    let corrupt = corpus("pil_broken.png");
     let engine_error = thumbd_engine::thumbnail(&corrupt, &Request::default(), &Limits::default())
-        .expect_err("the engine refuses go_invalid-zlib.png");
+        .expect_err("the engine refuses pil_broken.png");
     env.gcs.upload("photos", "in/corrupt.png", corrupt).await;
     env.gcs
         .upload("photos", "in/notes.txt", b"not an image at all".to_vec())

@@ -55,7 +55,7 @@ fn a_watched_folder_gets_thumbnails_and_json_events() {
     // Landing while it runs, in a subfolder, plus a corrupt file.
     std::thread::sleep(Duration::from_millis(300));
     std::fs::write(input.join("sub/hopper.jpg"), corpus("pil_hopper_orientation_6.jpg")).unwrap();
-    std::fs::write(input.join("bad.png"), corpus("go_invalid-zlib.png")).unwrap();
+    std::fs::write(input.join("bad.png"), corpus("pil_broken.png")).unwrap();
 
     let mut events = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
