@@ -225,17 +225,23 @@ async fn uploads_become_thumbnails_and_duplicates_stale_corrupt_and_own_outputs_
 async fn storage_outage_nacks_then_completes_when_storage_returns() {
     let mut env = Env::start().await;
     env.gcs.create_bucket("photos").await;
-    let sub = env
-        .pubsub
-        .create_subscription(GCS_TOPIC, "worker", None)
-        .await;
     let files = ["go_video-001.jpeg", "pil_pil123p.png", "imdoc_wizard.jpg"];
     let mut generations = Vec::new();
     for file in files {
         generations.push(env.gcs.upload("photos", file, corpus(file)).await);
     }
-    // The notifications wait in the subscription; storage goes down before the worker starts.
+    // Storage goes down before the worker starts. fake-gcs-server publishes its notifications
+    // asynchronously (a kill may lose the last ones), so the test publishes them itself.
     env.gcs.stop();
+    let sub = env
+        .pubsub
+        .create_subscription(GCS_TOPIC, "worker-outage", None)
+        .await;
+    for (file, generation) in files.iter().zip(&generations) {
+        env.pubsub
+            .publish(GCS_TOPIC, finalize_notification("photos", file, *generation), Vec::new())
+            .await;
+    }
     let worker = env.worker(&sub, &[]).await;
     worker
         .wait_settled("nack", "storage_unavailable", 2.0, LONG)

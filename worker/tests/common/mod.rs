@@ -553,7 +553,7 @@ impl Env {
             .args(["--subscription", subscription])
             .args(["--listen", &format!("127.0.0.1:{metrics_port}")])
             .args(["--lease-extension", "10", "--storage-retry", "2"])
-            .args(["--shutdown-timeout", "15", "--size", "64,200"])
+            .args(["--size", "64,200"])
             .args(extra)
             .env("PUBSUB_EMULATOR_HOST", self.pubsub.host())
             .env("STORAGE_EMULATOR_HOST", self.gcs.endpoint())
