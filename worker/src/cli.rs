@@ -35,7 +35,7 @@ pub enum Command {
     /// `STORAGE_EMULATOR_HOST` switch to the emulators with anonymous credentials; otherwise
     /// Application Default Credentials are used. Exit status: 0 after a clean shutdown
     /// (SIGTERM/SIGINT), 1 on a runtime failure, 2 on invalid configuration.
-    Worker(crate::service::config::WorkerArgs),
+    Worker(Box<crate::service::config::WorkerArgs>),
 }
 
 #[derive(Debug, Args)]

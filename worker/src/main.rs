@@ -11,7 +11,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Thumbnail(args) => thumbd::batch::run(args),
-        Command::Worker(args) => match thumbd::service::run(args) {
+        Command::Worker(args) => match thumbd::service::run(*args) {
             Ok(()) => Ok(ExitCode::SUCCESS),
             Err(err @ thumbd::service::WorkerError::Config(_)) => {
                 eprintln!("thumbd worker: {err}");

@@ -29,14 +29,20 @@ fn expected_dims(data: &[u8]) -> Vec<(u32, u32)> {
 }
 
 fn meta<'a>(object: &'a Value, key: &str) -> &'a str {
-    object["metadata"][key].as_str().unwrap_or_else(|| {
-        panic!("object {} has no metadata {key}: {object}", object["name"])
-    })
+    object["metadata"][key]
+        .as_str()
+        .unwrap_or_else(|| panic!("object {} has no metadata {key}: {object}", object["name"]))
 }
 
 /// Checks every thumbnail of `bucket/name`: present, the engine's dimensions (read back from
 /// the stored bytes), and metadata naming the source and its generation.
-async fn assert_thumbnails(gcs: &FakeGcs, bucket: &str, name: &str, original: &[u8], generation: i64) {
+async fn assert_thumbnails(
+    gcs: &FakeGcs,
+    bucket: &str,
+    name: &str,
+    original: &[u8],
+    generation: i64,
+) {
     let expected = expected_dims(original);
     let listed = gcs.list(bucket, &format!("thumbs/{name}/")).await;
     assert_eq!(listed.len(), SIZES.len(), "outputs of {name}: {listed:?}");
@@ -110,7 +116,9 @@ async fn uploads_become_thumbnails_and_duplicates_stale_corrupt_and_own_outputs_
     }
     // Each thumbnail write notified the worker too, and was ignored (no thumbnail loop).
     let own = n * SIZES.len() as f64;
-    worker.wait_settled("ack", "ignored_output_object", own, LONG).await;
+    worker
+        .wait_settled("ack", "ignored_output_object", own, LONG)
+        .await;
 
     // 2. An object under the output prefix is ignored, whoever wrote it.
     env.gcs
@@ -149,7 +157,11 @@ async fn uploads_become_thumbnails_and_duplicates_stale_corrupt_and_own_outputs_
     worker
         .wait_settled("ack", engine_error.kind().as_str(), 1.0, LONG)
         .await;
-    assert!(env.gcs.list("photos", "thumbs/in/corrupt.png/").await.is_empty());
+    assert!(env
+        .gcs
+        .list("photos", "thumbs/in/corrupt.png/")
+        .await
+        .is_empty());
 
     // Ready events list every output with its dimensions.
     let ready = event_bodies(&events, "THUMBNAILS_READY");
@@ -161,7 +173,10 @@ async fn uploads_become_thumbnails_and_duplicates_stale_corrupt_and_own_outputs_
     let outputs = earth["outputs"].as_array().unwrap();
     assert_eq!(outputs.len(), 2);
     assert_eq!(outputs[1]["name"], "thumbs/in/xplanet_earth.jpg/200.jpg");
-    assert_eq!((outputs[1]["width"].as_u64(), outputs[1]["height"].as_u64()), (Some(200), Some(100)));
+    assert_eq!(
+        (outputs[1]["width"].as_u64(), outputs[1]["height"].as_u64()),
+        (Some(200), Some(100))
+    );
 
     // 4. The same notification twice → both acked, still one set of outputs.
     let dup = "in/plasma_Grey_screenshot_400x250.jpg";
@@ -182,7 +197,10 @@ async fn uploads_become_thumbnails_and_duplicates_stale_corrupt_and_own_outputs_
 
     // 5. A stale notification (older generation) after a newer one → newer thumbnails kept.
     let name = "in/replaced.jpg";
-    let old = env.gcs.upload("photos", name, corpus("xplanet_earth.jpg")).await;
+    let old = env
+        .gcs
+        .upload("photos", name, corpus("xplanet_earth.jpg"))
+        .await;
     let done_before = worker.settled("ack", "done").await;
     worker
         .wait_settled("ack", "done", done_before + 1.0, LONG)
@@ -192,20 +210,28 @@ async fn uploads_become_thumbnails_and_duplicates_stale_corrupt_and_own_outputs_
     assert!(new > old);
     let gcs = &env.gcs;
     eventually(LONG, "thumbnails of the new generation", || async move {
-        let o = gcs.object("photos", "thumbs/in/replaced.jpg/64.jpg").await?;
-        (o["metadata"]["thumbd-source-generation"] == new.to_string()).then_some(())
+        let o = gcs
+            .object("photos", "thumbs/in/replaced.jpg/64.jpg")
+            .await?;
+        let recorded = o["metadata"]["thumbd-source-generation"].as_str()?;
+        (recorded.parse::<i64>().ok()? == new).then_some(())
     })
     .await;
-    worker.wait_settled("ack", "done", done_before + 2.0, LONG).await;
+    worker
+        .wait_settled("ack", "done", done_before + 2.0, LONG)
+        .await;
     let stale_before =
         worker.settled("ack", "superseded").await + worker.settled("ack", "stale_generation").await;
     env.pubsub
-        .publish(GCS_TOPIC, finalize_notification("photos", name, old), Vec::new())
+        .publish(
+            GCS_TOPIC,
+            finalize_notification("photos", name, old),
+            Vec::new(),
+        )
         .await;
     let w = &worker;
     eventually(LONG, "the stale notification to be acked", || async move {
-        let now =
-            w.settled("ack", "superseded").await + w.settled("ack", "stale_generation").await;
+        let now = w.settled("ack", "superseded").await + w.settled("ack", "stale_generation").await;
         (now > stale_before).then_some(())
     })
     .await;
@@ -239,7 +265,11 @@ async fn storage_outage_nacks_then_completes_when_storage_returns() {
         .await;
     for (file, generation) in files.iter().zip(&generations) {
         env.pubsub
-            .publish(GCS_TOPIC, finalize_notification("photos", file, *generation), Vec::new())
+            .publish(
+                GCS_TOPIC,
+                finalize_notification("photos", file, *generation),
+                Vec::new(),
+            )
             .await;
     }
     let worker = env.worker(&sub, &[]).await;
@@ -280,11 +310,15 @@ async fn a_message_failing_every_time_ends_in_the_dead_letter_topic() {
         .upload("photos", "poison.jpg", corpus("go_video-001.jpeg"))
         .await;
     let d = &dead;
-    let message = eventually(LONG, "the message in the dead-letter topic", || async move {
-        d.snapshot()
-            .into_iter()
-            .find(|m| m.attributes.get("objectId").map(String::as_str) == Some("poison.jpg"))
-    })
+    let message = eventually(
+        LONG,
+        "the message in the dead-letter topic",
+        || async move {
+            d.snapshot()
+                .into_iter()
+                .find(|m| m.attributes.get("objectId").map(String::as_str) == Some("poison.jpg"))
+        },
+    )
     .await;
     assert_eq!(message.attributes["eventType"], "OBJECT_FINALIZE");
     assert!(worker.settled("nack", "storage_unavailable").await >= 5.0);
@@ -342,7 +376,11 @@ async fn sigterm_during_a_burst_exits_in_time_and_loses_nothing() {
         .proc
         .wait_timeout(Duration::from_secs(8 + 10))
         .unwrap_or_else(|| panic!("no exit after SIGTERM:\n{}", worker.proc.log_text()));
-    assert!(status.success(), "exit {status}:\n{}", worker.proc.log_text());
+    assert!(
+        status.success(),
+        "exit {status}:\n{}",
+        worker.proc.log_text()
+    );
     assert!(started.elapsed() < Duration::from_secs(8 + 7));
     let _second = env.worker(&sub, &[]).await;
     assert_all_done(&env.gcs, &uploaded).await;

@@ -11,7 +11,12 @@ use serde_json::Value;
 use thumbd_engine::{Limits, Request};
 
 fn corpus(name: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus").join(name)).unwrap()
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../corpus")
+            .join(name),
+    )
+    .unwrap()
 }
 
 fn free_port() -> u16 {
@@ -54,7 +59,11 @@ fn a_watched_folder_gets_thumbnails_and_json_events() {
 
     // Landing while it runs, in a subfolder, plus a corrupt file.
     std::thread::sleep(Duration::from_millis(300));
-    std::fs::write(input.join("sub/hopper.jpg"), corpus("pil_hopper_orientation_6.jpg")).unwrap();
+    std::fs::write(
+        input.join("sub/hopper.jpg"),
+        corpus("pil_hopper_orientation_6.jpg"),
+    )
+    .unwrap();
     std::fs::write(input.join("bad.png"), corpus("pil_broken.png")).unwrap();
 
     let mut events = Vec::new();
@@ -80,15 +89,24 @@ fn a_watched_folder_gets_thumbnails_and_json_events() {
         sizes: vec![64, 200],
         ..Request::default()
     };
-    for (name, file) in [("earth.jpg", "xplanet_earth.jpg"), ("sub/hopper.jpg", "pil_hopper_orientation_6.jpg")] {
+    for (name, file) in [
+        ("earth.jpg", "xplanet_earth.jpg"),
+        ("sub/hopper.jpg", "pil_hopper_orientation_6.jpg"),
+    ] {
         let event = by_name(name);
         assert_eq!(event["event"], "THUMBNAILS_READY", "{event}");
-        let expected = thumbd_engine::thumbnail(&corpus(file), &request, &Limits::default()).unwrap();
+        let expected =
+            thumbd_engine::thumbnail(&corpus(file), &request, &Limits::default()).unwrap();
         for thumb in expected {
             let path = out.join(name).join(format!("{}.jpg", thumb.size));
             let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             let info = thumbd_engine::probe(&data, &Limits::default()).unwrap();
-            assert_eq!((info.width, info.height), (thumb.width, thumb.height), "{}", path.display());
+            assert_eq!(
+                (info.width, info.height),
+                (thumb.width, thumb.height),
+                "{}",
+                path.display()
+            );
         }
     }
     let bad = by_name("bad.png");
@@ -107,7 +125,10 @@ fn a_watched_folder_gets_thumbnails_and_json_events() {
             assert!(status.success(), "{status}");
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "no exit after SIGTERM");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no exit after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     // No further events (nothing processed twice).

@@ -19,7 +19,11 @@ pub const RESERVE_BYTES: u64 = 64 << 20;
 #[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {
     /// Pub/Sub subscription to pull Cloud Storage notifications (or JSON jobs) from.
-    #[arg(long, env = "THUMBD_SUBSCRIPTION", value_name = "projects/P/subscriptions/S")]
+    #[arg(
+        long,
+        env = "THUMBD_SUBSCRIPTION",
+        value_name = "projects/P/subscriptions/S"
+    )]
     pub subscription: Option<String>,
 
     /// Bucket the thumbnails are written to [default: the source object's bucket].
@@ -27,7 +31,12 @@ pub struct WorkerArgs {
     pub output_bucket: Option<String>,
 
     /// Object-name prefix of every thumbnail; objects under it are never thumbnailed.
-    #[arg(long, env = "THUMBD_OUTPUT_PREFIX", default_value = "thumbs/", value_name = "PREFIX")]
+    #[arg(
+        long,
+        env = "THUMBD_OUTPUT_PREFIX",
+        default_value = "thumbs/",
+        value_name = "PREFIX"
+    )]
     pub output_prefix: String,
 
     /// Topic for "thumbnails ready" / "thumbnail failed" events (optional).
@@ -35,7 +44,12 @@ pub struct WorkerArgs {
     pub events_topic: Option<String>,
 
     /// Local mode: watch this folder instead of a subscription (no cloud account needed).
-    #[arg(long, env = "THUMBD_WATCH", value_name = "DIR", conflicts_with = "subscription")]
+    #[arg(
+        long,
+        env = "THUMBD_WATCH",
+        value_name = "DIR",
+        conflicts_with = "subscription"
+    )]
     pub watch: Option<PathBuf>,
 
     /// Local mode: write thumbnails under this folder as `<OUT>/<relative path>/<size>.<ext>`.
@@ -60,26 +74,50 @@ pub struct WorkerArgs {
     pub memory_budget: Option<u64>,
 
     /// Address of the /healthz, /readyz and /metrics endpoints.
-    #[arg(long, env = "THUMBD_LISTEN", default_value = "0.0.0.0:8080", value_name = "ADDR")]
+    #[arg(
+        long,
+        env = "THUMBD_LISTEN",
+        default_value = "0.0.0.0:8080",
+        value_name = "ADDR"
+    )]
     pub listen: SocketAddr,
 
     /// Seconds in-flight work may take to finish after SIGTERM before the rest is nacked
     /// (keep it under the pod's terminationGracePeriodSeconds, 30 by default on GKE).
-    #[arg(long, env = "THUMBD_SHUTDOWN_TIMEOUT", default_value_t = 20, value_name = "SECS")]
+    #[arg(
+        long,
+        env = "THUMBD_SHUTDOWN_TIMEOUT",
+        default_value_t = 20,
+        value_name = "SECS"
+    )]
     pub shutdown_timeout: u64,
 
     /// Lease extension asked of Pub/Sub per message, in seconds (10–600): how soon a message
     /// held by a crashed worker is redelivered.
-    #[arg(long, env = "THUMBD_LEASE_EXTENSION", default_value_t = 60, value_name = "SECS")]
+    #[arg(
+        long,
+        env = "THUMBD_LEASE_EXTENSION",
+        default_value_t = 60,
+        value_name = "SECS"
+    )]
     pub lease_extension: u64,
 
     /// Seconds a storage call is retried (on 5xx, timeouts, connection errors) before the
     /// message is nacked for redelivery.
-    #[arg(long, env = "THUMBD_STORAGE_RETRY", default_value_t = 30, value_name = "SECS")]
+    #[arg(
+        long,
+        env = "THUMBD_STORAGE_RETRY",
+        default_value_t = 30,
+        value_name = "SECS"
+    )]
     pub storage_retry: u64,
 
     /// Cache-Control header of every thumbnail.
-    #[arg(long, env = "THUMBD_CACHE_CONTROL", default_value = "public, max-age=86400")]
+    #[arg(
+        long,
+        env = "THUMBD_CACHE_CONTROL",
+        default_value = "public, max-age=86400"
+    )]
     pub cache_control: String,
 
     /// Local mode: how often the folder is scanned, in milliseconds.
@@ -349,15 +387,23 @@ mod tests {
 
     #[test]
     fn a_valid_pubsub_config() {
-        let c = parse(&["--subscription", "projects/p/subscriptions/s", "--size", "64,256"])
-            .validate(RES)
-            .unwrap();
+        let c = parse(&[
+            "--subscription",
+            "projects/p/subscriptions/s",
+            "--size",
+            "64,256",
+        ])
+        .validate(RES)
+        .unwrap();
         assert_eq!(c.request.sizes, vec![64, 256]);
         assert_eq!(c.tuning.threads, 2);
         assert_eq!(c.tuning.queue, 4);
         assert_eq!(c.tuning.max_in_flight, 6);
         assert_eq!(c.tuning.memory_budget, (1u64 << 30) / 10 * 7);
-        assert_eq!(c.tuning.admission_bytes, c.tuning.memory_budget - RESERVE_BYTES);
+        assert_eq!(
+            c.tuning.admission_bytes,
+            c.tuning.memory_budget - RESERVE_BYTES
+        );
     }
 
     #[test]
@@ -378,11 +424,21 @@ mod tests {
             ConfigError::BadTopic(_)
         ));
         assert_eq!(
-            err(&["--subscription", "projects/p/subscriptions/s", "--output-prefix", ""]),
+            err(&[
+                "--subscription",
+                "projects/p/subscriptions/s",
+                "--output-prefix",
+                ""
+            ]),
             ConfigError::LoopingPrefix
         );
         assert!(matches!(
-            err(&["--subscription", "projects/p/subscriptions/s", "--output-bucket", "A B"]),
+            err(&[
+                "--subscription",
+                "projects/p/subscriptions/s",
+                "--output-bucket",
+                "A B"
+            ]),
             ConfigError::BadBucket(_)
         ));
         assert_eq!(err(&["--watch", "/"]), ConfigError::WatchNeedsOut);
@@ -391,7 +447,12 @@ mod tests {
             ConfigError::WatchNotDir(_)
         ));
         assert_eq!(
-            err(&["--subscription", "projects/p/subscriptions/s", "--threads", "0"]),
+            err(&[
+                "--subscription",
+                "projects/p/subscriptions/s",
+                "--threads",
+                "0"
+            ]),
             ConfigError::Zero { flag: "threads" }
         );
     }
@@ -407,7 +468,10 @@ mod tests {
     fn emulator_hosts_in_both_forms() {
         let ep = |v| emulator_endpoint("X", v);
         assert_eq!(ep("localhost:8085").unwrap(), "http://localhost:8085");
-        assert_eq!(ep("http://127.0.0.1:4443/").unwrap(), "http://127.0.0.1:4443");
+        assert_eq!(
+            ep("http://127.0.0.1:4443/").unwrap(),
+            "http://127.0.0.1:4443"
+        );
         assert_eq!(ep("https://h:1").unwrap(), "https://h:1");
         assert!(ep("localhost").is_err());
         assert!(ep("ftp://h:1").is_err());

@@ -116,7 +116,9 @@ impl Metrics {
     }
 
     pub fn settled(&self, fate: &'static str, reason: &'static str) {
-        self.settled.get_or_create(&FateLabels { fate, reason }).inc();
+        self.settled
+            .get_or_create(&FateLabels { fate, reason })
+            .inc();
     }
 
     /// The OpenMetrics text exposition.

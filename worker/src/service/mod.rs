@@ -134,9 +134,12 @@ async fn serve(config: Config) -> Result<(), WorkerError> {
                             .with_endpoint(endpoint.clone())
                             .with_credentials(source::pubsub::anonymous());
                     }
-                    Events::PubSub(builder.build().await.map_err(|e| {
-                        WorkerError::Client(format!("Pub/Sub publisher: {e}"))
-                    })?)
+                    Events::PubSub(
+                        builder
+                            .build()
+                            .await
+                            .map_err(|e| WorkerError::Client(format!("Pub/Sub publisher: {e}")))?,
+                    )
                 }
             };
             let client = source::pubsub::subscriber(pubsub_endpoint.as_deref()).await?;

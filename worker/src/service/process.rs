@@ -122,7 +122,11 @@ impl<S: Store> Pipeline<S> {
     /// Objects under the output prefix in the output bucket are our own thumbnails: processing
     /// them would loop forever (each thumbnail's notification making more thumbnails).
     pub fn is_output_object(&self, job: &Job) -> bool {
-        let out_bucket = self.settings.output_bucket.as_deref().unwrap_or(&job.bucket);
+        let out_bucket = self
+            .settings
+            .output_bucket
+            .as_deref()
+            .unwrap_or(&job.bucket);
         out_bucket == job.bucket && job.name.starts_with(&self.settings.output_prefix)
     }
 

@@ -119,9 +119,9 @@ impl GcsStore {
         let policy = google_cloud_storage::retry_policy::RetryableErrors.with_time_limit(retry_for);
         let mut builder = Storage::builder().with_retry_policy(policy);
         if let Some(endpoint) = endpoint {
-            builder = builder
-                .with_endpoint(endpoint)
-                .with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build());
+            builder = builder.with_endpoint(endpoint).with_credentials(
+                google_cloud_auth::credentials::anonymous::Builder::new().build(),
+            );
         }
         Ok(GcsStore {
             client: builder.build().await?,
@@ -279,11 +279,10 @@ const DIR_RECORD: &str = ".thumbd-source.json";
 /// Joins a relative object name under `root`, refusing `..` and absolute paths.
 fn safe_join(root: &Path, name: &str) -> Result<PathBuf, StoreError> {
     let rel = Path::new(name);
-    if rel
-        .components()
-        .any(|c| !matches!(c, Component::Normal(_)))
-    {
-        return Err(StoreError::Refused(format!("`{name}` is not a plain relative path")));
+    if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return Err(StoreError::Refused(format!(
+            "`{name}` is not a plain relative path"
+        )));
     }
     Ok(root.join(rel))
 }
@@ -358,9 +357,12 @@ impl Store for DirStore {
         {
             return Ok(Put::Superseded);
         }
-        let unavailable = |e: std::io::Error| StoreError::Unavailable(format!("{}: {e}", dir.display()));
+        let unavailable =
+            |e: std::io::Error| StoreError::Unavailable(format!("{}: {e}", dir.display()));
         tokio::fs::create_dir_all(&dir).await.map_err(unavailable)?;
-        write_atomically(&path, &thumb.data).await.map_err(unavailable)?;
+        write_atomically(&path, &thumb.data)
+            .await
+            .map_err(unavailable)?;
         let record = serde_json::to_vec(&DirRecord {
             source: source.name.clone(),
             generation: source.generation,
@@ -397,14 +399,20 @@ mod tests {
 
     #[test]
     fn output_keys_follow_the_contract() {
-        assert_eq!(output_key("thumbs/", "a/b.png", &thumb(256)), "thumbs/a/b.png/256.jpg");
+        assert_eq!(
+            output_key("thumbs/", "a/b.png", &thumb(256)),
+            "thumbs/a/b.png/256.jpg"
+        );
     }
 
     #[test]
     fn local_names_cannot_escape() {
         assert!(safe_join(Path::new("/x"), "../etc/passwd").is_err());
         assert!(safe_join(Path::new("/x"), "/etc/passwd").is_err());
-        assert_eq!(safe_join(Path::new("/x"), "a/b").unwrap(), Path::new("/x/a/b"));
+        assert_eq!(
+            safe_join(Path::new("/x"), "a/b").unwrap(),
+            Path::new("/x/a/b")
+        );
     }
 
     #[tokio::test]
@@ -420,12 +428,18 @@ mod tests {
             generation,
         };
         let key = output_key("", "a.jpg", &thumb(64));
-        assert_eq!(store.put("", &key, &thumb(64), &src(2), "").await.unwrap(), Put::Written);
+        assert_eq!(
+            store.put("", &key, &thumb(64), &src(2), "").await.unwrap(),
+            Put::Written
+        );
         assert_eq!(
             store.put("", &key, &thumb(64), &src(1), "").await.unwrap(),
             Put::Superseded
         );
-        assert_eq!(store.put("", &key, &thumb(64), &src(2), "").await.unwrap(), Put::Written);
+        assert_eq!(
+            store.put("", &key, &thumb(64), &src(2), "").await.unwrap(),
+            Put::Written
+        );
         assert_eq!(store.recorded_generation("a.jpg"), Some(2));
     }
 }

@@ -36,9 +36,9 @@ pub fn free_port() -> u16 {
 }
 
 fn required_tool(var: &str, hint: &str) -> PathBuf {
-    let path = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
-        panic!("{var} is not set: it must name {hint} (tests/run sets it up)")
-    });
+    let path = std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("{var} is not set: it must name {hint} (tests/run sets it up)"));
     assert!(
         path.is_file(),
         "{var}={} does not exist: it must name {hint}",
@@ -380,11 +380,20 @@ impl FakeGcs {
             .arg(self.port.to_string())
             .args(["-backend", "filesystem", "-filesystem-root"])
             .arg(&self.root)
-            .args(["-event.pubsub-project-id", PROJECT, "-event.pubsub-topic", GCS_TOPIC])
+            .args([
+                "-event.pubsub-project-id",
+                PROJECT,
+                "-event.pubsub-topic",
+                GCS_TOPIC,
+            ])
             .args(["-log-level", "warn"])
             .env("PUBSUB_EMULATOR_HOST", &self.pubsub_host);
         let n = std::fs::read_dir(&self.dir).map_or(0, |d| d.count());
-        let mut proc = Proc::spawn("fake-gcs-server", cmd, self.dir.join(format!("fake-gcs-{n}.log")));
+        let mut proc = Proc::spawn(
+            "fake-gcs-server",
+            cmd,
+            self.dir.join(format!("fake-gcs-{n}.log")),
+        );
         let client = http();
         let url = format!("{}/storage/v1/b", self.endpoint());
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -416,7 +425,10 @@ impl FakeGcs {
 
     pub async fn create_bucket(&self, bucket: &str) {
         let r = http()
-            .post(format!("{}/storage/v1/b?project={PROJECT}", self.endpoint()))
+            .post(format!(
+                "{}/storage/v1/b?project={PROJECT}",
+                self.endpoint()
+            ))
             .json(&serde_json::json!({ "name": bucket }))
             .send()
             .await
@@ -446,7 +458,11 @@ impl FakeGcs {
     /// Object metadata (JSON API resource), or `None` if it does not exist.
     pub async fn object(&self, bucket: &str, name: &str) -> Option<Value> {
         let r = http()
-            .get(format!("{}/storage/v1/b/{bucket}/o/{}", self.endpoint(), encode(name)))
+            .get(format!(
+                "{}/storage/v1/b/{bucket}/o/{}",
+                self.endpoint(),
+                encode(name)
+            ))
             .send()
             .await
             .ok()?;
@@ -560,7 +576,11 @@ impl Env {
             .env("RUST_LOG", "info,thumbd=debug")
             .env_remove("THUMBD_SIZE");
         let n = std::fs::read_dir(self.dir.path()).map_or(0, |d| d.count());
-        let proc = Proc::spawn("thumbd worker", cmd, self.dir.path().join(format!("worker-{n}.log")));
+        let proc = Proc::spawn(
+            "thumbd worker",
+            cmd,
+            self.dir.path().join(format!("worker-{n}.log")),
+        );
         let mut worker = Worker { proc, metrics_port };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -634,7 +654,9 @@ impl Worker {
 
 /// A corpus file's bytes.
 pub fn corpus(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../corpus")
+        .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 

@@ -100,7 +100,10 @@ pub async fn run(
     .await
     .is_err()
     {
-        tracing::warn!(left = tasks.len(), "shutdown timeout reached, abandoning the rest");
+        tracing::warn!(
+            left = tasks.len(),
+            "shutdown timeout reached, abandoning the rest"
+        );
         tasks.abort_all();
     }
     tracing::info!("stopped");
