@@ -203,33 +203,11 @@ impl Store for GcsStore {
     ) -> Result<Put, StoreError> {
         let bucket = Self::bucket_path(bucket);
         let payload = Bytes::from(thumb.data.clone());
-        // Compare-and-swap: a concurrent writer makes the precondition fail; re-read and retry.
+        // Compare-and-swap. The first attempt assumes the thumbnail does not exist yet (the
+        // common case: one request); if it does, the precondition fails, and we read its
+        // recorded source generation and retry conditionally on the generation we read.
+        let mut precondition = 0;
         for _ in 0..8 {
-            let existing = match self
-                .client
-                .read_object(&bucket, key)
-                .set_read_range(ReadRange::head(1))
-                .send()
-                .await
-            {
-                Ok(response) => Some(response.object()),
-                Err(e) if e.http_status_code() == Some(404) => None,
-                Err(e) if e.status().map(|s| s.code) == Some(Code::NotFound) => None,
-                Err(e) => return Err(classify(&e, false)),
-            };
-            let precondition = match &existing {
-                Some(object) => {
-                    let recorded = object
-                        .metadata
-                        .get(META_SOURCE_GENERATION)
-                        .and_then(|g| g.parse::<i64>().ok());
-                    if recorded.is_some_and(|g| g > source.generation) {
-                        return Ok(Put::Superseded);
-                    }
-                    object.generation
-                }
-                None => 0,
-            };
             let result = self
                 .client
                 .write_object(&bucket, key, payload.clone())
@@ -248,9 +226,35 @@ impl Store for GcsStore {
                 .await;
             match result {
                 Ok(_) => return Ok(Put::Written),
-                Err(e) if is_precondition_failed(&e) => continue,
+                Err(e) if is_precondition_failed(&e) => {}
                 Err(e) => return Err(classify(&e, false)),
             }
+            let existing = match self
+                .client
+                .read_object(&bucket, key)
+                .set_read_range(ReadRange::head(1))
+                .send()
+                .await
+            {
+                Ok(response) => Some(response.object()),
+                Err(e) if e.http_status_code() == Some(404) => None,
+                Err(e) if e.status().map(|s| s.code) == Some(Code::NotFound) => None,
+                Err(e) => return Err(classify(&e, false)),
+            };
+            precondition = match existing {
+                Some(object) => {
+                    let recorded = object
+                        .metadata
+                        .get(META_SOURCE_GENERATION)
+                        .and_then(|g| g.parse::<i64>().ok());
+                    if recorded.is_some_and(|g| g > source.generation) {
+                        return Ok(Put::Superseded);
+                    }
+                    object.generation
+                }
+                // Deleted in between: create it.
+                None => 0,
+            };
         }
         Err(StoreError::Unavailable(format!(
             "{key}: still contended after 8 conditional writes"
