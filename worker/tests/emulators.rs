@@ -237,6 +237,40 @@ async fn uploads_become_thumbnails_and_duplicates_stale_corrupt_and_own_outputs_
     .await;
     assert_thumbnails(&env.gcs, "photos", name, &newer_bytes, new).await;
 
+    // 6. The same on a versioned bucket, where the old generation is still readable: the
+    //    thumbnails' recorded source generation makes the conditional writes refuse it.
+    env.gcs.create_bucket_with("archive", true).await;
+    let old = env
+        .gcs
+        .upload("archive", name, corpus("xplanet_earth.jpg"))
+        .await;
+    let new = env.gcs.upload("archive", name, newer_bytes.clone()).await;
+    let gcs = &env.gcs;
+    eventually(
+        LONG,
+        "thumbnails of the new generation (versioned)",
+        || async move {
+            let o = gcs
+                .object("archive", "thumbs/in/replaced.jpg/200.jpg")
+                .await?;
+            let recorded = o["metadata"]["thumbd-source-generation"].as_str()?;
+            (recorded.parse::<i64>().ok()? == new).then_some(())
+        },
+    )
+    .await;
+    let superseded_before = worker.settled("ack", "superseded").await;
+    env.pubsub
+        .publish(
+            GCS_TOPIC,
+            finalize_notification("archive", name, old),
+            Vec::new(),
+        )
+        .await;
+    worker
+        .wait_settled("ack", "superseded", superseded_before + 1.0, LONG)
+        .await;
+    assert_thumbnails(&env.gcs, "archive", name, &newer_bytes, new).await;
+
     // Nothing was ever nacked on this healthy path.
     let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", worker.metrics_port))
         .await
@@ -249,7 +283,7 @@ async fn uploads_become_thumbnails_and_duplicates_stale_corrupt_and_own_outputs_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storage_outage_nacks_then_completes_when_storage_returns() {
-    let mut env = Env::start().await;
+    let mut env = Env::start_with(true).await;
     env.gcs.create_bucket("photos").await;
     let files = ["go_video-001.jpeg", "pil_pil123p.png", "imdoc_wizard.jpg"];
     let mut generations = Vec::new();

@@ -343,21 +343,23 @@ impl Drop for Collector {
     }
 }
 
-/// fake-gcs-server, publishing OBJECT_FINALIZE notifications to the Pub/Sub emulator. Uses
-/// the filesystem backend so objects survive a stop/start (the outage test).
+/// fake-gcs-server, publishing OBJECT_FINALIZE notifications to the Pub/Sub emulator. The
+/// memory backend by default (it supports versioned buckets); the filesystem backend when
+/// objects must survive a stop/start (the outage test).
 pub struct FakeGcs {
     pub port: u16,
-    root: PathBuf,
+    /// `Some(root)`: filesystem backend.
+    root: Option<PathBuf>,
     pubsub_host: String,
     dir: PathBuf,
     pub proc: Option<Proc>,
 }
 
 impl FakeGcs {
-    pub async fn start(dir: &Path, pubsub: &PubSubEmulator) -> FakeGcs {
+    pub async fn start(dir: &Path, pubsub: &PubSubEmulator, persistent: bool) -> FakeGcs {
         let mut gcs = FakeGcs {
             port: free_port(),
-            root: dir.join("fake-gcs-data"),
+            root: persistent.then(|| dir.join("fake-gcs-data")),
             pubsub_host: pubsub.host(),
             dir: dir.to_path_buf(),
             proc: None,
@@ -378,8 +380,14 @@ impl FakeGcs {
         let mut cmd = Command::new(fake_gcs_binary());
         cmd.args(["-scheme", "http", "-host", "127.0.0.1", "-port"])
             .arg(self.port.to_string())
-            .args(["-backend", "filesystem", "-filesystem-root"])
-            .arg(&self.root)
+            .args([
+                "-backend",
+                if self.root.is_some() {
+                    "filesystem"
+                } else {
+                    "memory"
+                },
+            ])
             .args([
                 "-event.pubsub-project-id",
                 PROJECT,
@@ -388,6 +396,9 @@ impl FakeGcs {
             ])
             .args(["-log-level", "warn"])
             .env("PUBSUB_EMULATOR_HOST", &self.pubsub_host);
+        if let Some(root) = &self.root {
+            cmd.arg("-filesystem-root").arg(root);
+        }
         let n = std::fs::read_dir(&self.dir).map_or(0, |d| d.count());
         let mut proc = Proc::spawn(
             "fake-gcs-server",
@@ -424,12 +435,17 @@ impl FakeGcs {
     }
 
     pub async fn create_bucket(&self, bucket: &str) {
+        self.create_bucket_with(bucket, false).await
+    }
+
+    /// With `versioning`, older generations stay readable (as on a versioned GCS bucket).
+    pub async fn create_bucket_with(&self, bucket: &str, versioning: bool) {
         let r = http()
             .post(format!(
                 "{}/storage/v1/b?project={PROJECT}",
                 self.endpoint()
             ))
-            .json(&serde_json::json!({ "name": bucket }))
+            .json(&serde_json::json!({ "name": bucket, "versioning": { "enabled": versioning } }))
             .send()
             .await
             .unwrap();
@@ -554,10 +570,15 @@ pub struct Env {
 impl Env {
     /// Starts both emulators and the notification topic fake-gcs-server publishes to.
     pub async fn start() -> Env {
+        Self::start_with(false).await
+    }
+
+    /// With `persistent`, fake-gcs-server keeps objects on disk across [`FakeGcs::stop`].
+    pub async fn start_with(persistent: bool) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let pubsub = PubSubEmulator::start(dir.path()).await;
         pubsub.create_topic(GCS_TOPIC).await;
-        let gcs = FakeGcs::start(dir.path(), &pubsub).await;
+        let gcs = FakeGcs::start(dir.path(), &pubsub, persistent).await;
         Env { dir, pubsub, gcs }
     }
 
