@@ -134,3 +134,50 @@ fn a_watched_folder_gets_thumbnails_and_json_events() {
     // No further events (nothing processed twice).
     assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
 }
+
+#[test]
+fn bad_configuration_exits_2_with_a_message_before_any_client() {
+    for (args, needle) in [
+        (vec!["worker"], "--subscription"),
+        (
+            vec!["worker", "--subscription", "my-sub"],
+            "projects/PROJECT/subscriptions/NAME",
+        ),
+        (
+            vec![
+                "worker",
+                "--subscription",
+                "projects/p/subscriptions/s",
+                "--output-prefix",
+                "",
+            ],
+            "thumbnail loop",
+        ),
+        (
+            vec![
+                "worker",
+                "--watch",
+                "/nonexistent-thumbd-dir",
+                "--out",
+                "/tmp/x",
+            ],
+            "not a folder",
+        ),
+    ] {
+        let started = Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_thumbd"))
+            .args(&args)
+            .env_remove("THUMBD_SUBSCRIPTION")
+            .env_remove("PUBSUB_EMULATOR_HOST")
+            .env_remove("STORAGE_EMULATOR_HOST")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{args:?} was slow"
+        );
+    }
+}
