@@ -575,6 +575,9 @@ impl Env {
 
     /// With `persistent`, fake-gcs-server keeps objects on disk across [`FakeGcs::stop`].
     pub async fn start_with(persistent: bool) -> Env {
+        // Both tools are checked before either is started.
+        fake_gcs_binary();
+        pubsub_emulator_launcher();
         let dir = tempfile::tempdir().unwrap();
         let pubsub = PubSubEmulator::start(dir.path()).await;
         pubsub.create_topic(GCS_TOPIC).await;
