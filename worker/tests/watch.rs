@@ -19,6 +19,15 @@ fn corpus(name: &str) -> Vec<u8> {
     .unwrap()
 }
 
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -35,7 +44,7 @@ fn a_watched_folder_gets_thumbnails_and_json_events() {
     // Present before the start: picked up by the first scans.
     std::fs::write(input.join("earth.jpg"), corpus("xplanet_earth.jpg")).unwrap();
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_thumbd"))
+    let child = Command::new(env!("CARGO_BIN_EXE_thumbd"))
         .args(["worker", "--watch"])
         .arg(&input)
         .arg("--out")
@@ -48,7 +57,9 @@ fn a_watched_folder_gets_thumbnails_and_json_events() {
         .process_group(0)
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    // Killed on drop, so a failed assertion does not leave the worker running.
+    let mut child = KillOnDrop(child);
+    let stdout = child.0.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel::<Value>();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
@@ -73,7 +84,6 @@ fn a_watched_folder_gets_thumbnails_and_json_events() {
         match rx.recv_timeout(left) {
             Ok(event) => events.push(event),
             Err(_) => {
-                let _ = child.kill();
                 panic!("only {} events in 60 s: {events:?}", events.len());
             }
         }
@@ -116,12 +126,12 @@ fn a_watched_folder_gets_thumbnails_and_json_events() {
 
     // SIGTERM: a clean exit, promptly.
     Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     let start = Instant::now();
     loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.0.try_wait().unwrap() {
             assert!(status.success(), "{status}");
             break;
         }
