@@ -1,6 +1,11 @@
 //! JPEG through zune-jpeg. CMYK and YCCK are taken as raw planes and normalised to ink values
 //! here, because the colour stage converts them through a CMYK profile (a naive formula renders
 //! print colours visibly wrong).
+//!
+//! When the engine shrinks on load by 2 or more, the pixels come from the reduced-scale decoder
+//! in [`super::jpeg_scaled`] at 1/2, 1/4 or 1/8 (the largest that does not exceed the shrink
+//! factor; `resize.rs` does the rest). zune-jpeg still reads the headers (colour space, ICC,
+//! EXIF) and decodes in full whatever the reduced decoder declines.
 
 use zune_core::bytestream::ZCursor;
 use zune_core::colorspace::ColorSpace;
@@ -8,13 +13,14 @@ use zune_core::options::DecoderOptions;
 use zune_jpeg::errors::DecodeErrors;
 use zune_jpeg::JpegDecoder;
 
+use super::jpeg_scaled::{self, ColorKind};
 use super::Decoded;
 use crate::bitmap::{Bitmap, ColorModel};
 use crate::orient::Orientation;
 use crate::probe::{ImageInfo, JpegCoding};
 use crate::Error;
 
-pub(super) fn decode(data: &[u8], info: &ImageInfo, _shrink: u32) -> Result<Decoded, Error> {
+pub(super) fn decode(data: &[u8], info: &ImageInfo, shrink: u32) -> Result<Decoded, Error> {
     if info.jpeg_coding == Some(JpegCoding::Arithmetic) {
         return Err(Error::Unsupported(
             "arithmetic-coded JPEG (zune-jpeg decodes Huffman-coded JPEG only)".into(),
@@ -34,6 +40,13 @@ pub(super) fn decode(data: &[u8], info: &ImageInfo, _shrink: u32) -> Result<Deco
         ColorSpace::YCCK => (ColorSpace::YCCK, ColorModel::Cmyk),
         _ => (ColorSpace::RGB, ColorModel::Rgb),
     };
+    if let Some(bitmap) = decode_scaled(data, info, shrink, input, model) {
+        return Ok(Decoded {
+            bitmap,
+            icc: decoder.icc_profile(),
+            orientation: orientation(&decoder),
+        });
+    }
     decoder.set_options(options.jpeg_set_out_colorspace(out));
     decoder.decode_headers().map_err(map_error)?;
     let (width, height) = decoder
@@ -51,23 +64,70 @@ pub(super) fn decode(data: &[u8], info: &ImageInfo, _shrink: u32) -> Result<Deco
     let mut pixels = vec![0u8; size];
     decoder.decode_into(&mut pixels).map_err(map_error)?;
 
+    to_ink(&mut pixels, input, info);
+    Ok(Decoded {
+        bitmap: Bitmap::new(width as u32, height as u32, model, pixels),
+        icc: decoder.icc_profile(),
+        orientation: orientation(&decoder),
+    })
+}
+
+/// The DCT scale for a shrink-on-load factor: the largest of 8, 4, 2 not above it (so at least
+/// the factor of two `shrink` leaves for the final filter remains), or `None` for 1.
+fn dct_scale(shrink: u32) -> Option<u32> {
+    [8, 4, 2].into_iter().find(|&k| k <= shrink)
+}
+
+/// The reduced-scale decode, or `None` when the full decoder must do it (see the fallback
+/// list in [`super::jpeg_scaled`]).
+fn decode_scaled(
+    data: &[u8],
+    info: &ImageInfo,
+    shrink: u32,
+    input: ColorSpace,
+    model: ColorModel,
+) -> Option<Bitmap> {
+    let scale = dct_scale(shrink)?;
+    if !matches!(
+        info.jpeg_coding,
+        Some(JpegCoding::Baseline | JpegCoding::Progressive)
+    ) {
+        return None;
+    }
+    let kind = match input {
+        ColorSpace::Luma => ColorKind::Gray,
+        ColorSpace::YCbCr => ColorKind::YCbCr,
+        ColorSpace::RGB => ColorKind::Rgb,
+        ColorSpace::CMYK | ColorSpace::YCCK => ColorKind::Raw4,
+        _ => return None,
+    };
+    let mut image = jpeg_scaled::decode(data, (info.width, info.height), scale, kind).ok()?;
+    to_ink(&mut image.data, input, info);
+    Some(Bitmap::new(
+        image.width as u32,
+        image.height as u32,
+        model,
+        image.data,
+    ))
+}
+
+fn orientation(decoder: &JpegDecoder<ZCursor<&[u8]>>) -> Orientation {
+    decoder
+        .exif()
+        .map(|exif| Orientation::from_exif(exif))
+        .unwrap_or_default()
+}
+
+/// Normalises raw CMYK/YCCK samples to ink values (0 = no ink).
+fn to_ink(pixels: &mut [u8], input: ColorSpace, info: &ImageInfo) {
     match input {
-        ColorSpace::YCCK => ycck_to_ink(&mut pixels, info.adobe_transform.is_some()),
+        ColorSpace::YCCK => ycck_to_ink(pixels, info.adobe_transform.is_some()),
         ColorSpace::CMYK if info.adobe_transform.is_some() => {
             // Adobe writes CMYK inverted (0 = full ink).
             pixels.iter_mut().for_each(|v| *v = 255 - *v);
         }
         _ => {}
     }
-    let orientation = decoder
-        .exif()
-        .map(|exif| Orientation::from_exif(exif))
-        .unwrap_or_default();
-    Ok(Decoded {
-        bitmap: Bitmap::new(width as u32, height as u32, model, pixels),
-        icc: decoder.icc_profile(),
-        orientation,
-    })
 }
 
 /// YCCK → CMYK ink: the Y/Cb/Cr planes are an RGB-coded inverse of the stored CMY (libjpeg's

@@ -2,6 +2,7 @@
 //! later stages need (ICC profile, EXIF orientation).
 
 mod jpeg;
+mod jpeg_scaled;
 mod png;
 
 use crate::bitmap::Bitmap;

@@ -1,0 +1,112 @@
+//! Sequential (baseline and extended 8-bit Huffman) scans.
+//!
+//! Each block is complete when its scan ends, so it goes straight to the reduced plane: at 1/8
+//! only the DC difference is decoded and the AC symbols are entropy-decoded just far enough to
+//! skip them (no dequantisation, no coefficient storage, no IDCT); at 1/4 and 1/2 the block is
+//! decoded into a 64-coefficient scratch block and reduced at once, so no coefficient buffer
+//! for the whole image is ever held.
+
+use super::huffman::{BitReader, HuffTable};
+use super::idct::{self, Reduced};
+use super::markers::ZIGZAG;
+use super::scan::BlockDecoder;
+use super::{Plane, ScaledError};
+
+/// Per-component state of a sequential scan.
+pub(super) struct SeqComp<'a> {
+    pub dc: &'a HuffTable,
+    pub ac: &'a HuffTable,
+    pub q: &'a [u16; 64],
+    pub plane: &'a mut Plane,
+    pub pred: i32,
+}
+
+pub(super) struct Sequential<'a> {
+    pub comps: Vec<SeqComp<'a>>,
+    /// Pixels per block side (1, 2 or 4).
+    pub n: usize,
+    pub reduced: Option<&'a Reduced>,
+}
+
+impl BlockDecoder for Sequential<'_> {
+    #[inline]
+    fn block(
+        &mut self,
+        r: &mut BitReader<'_>,
+        pos: usize,
+        bx: usize,
+        by: usize,
+    ) -> Result<(), ScaledError> {
+        let n = self.n;
+        let c = &mut self.comps[pos];
+        let s = u32::from(r.decode(c.dc)?);
+        if s > 15 {
+            return Err(ScaledError::Corrupt("DC magnitude category over 15"));
+        }
+        c.pred = c.pred.wrapping_add(r.receive_extend(s));
+        let dc = c.pred as i16;
+        let stride = c.plane.stride;
+        let Some(out) = c.plane.data.get_mut(by * n * stride + bx * n..) else {
+            return Err(ScaledError::Corrupt("block outside the component"));
+        };
+        let Some(reduced) = self.reduced else {
+            skip_ac(r, c.ac)?;
+            out[0] = idct::dc_pixel(dc, c.q[0]);
+            return Ok(());
+        };
+        let mut coefs = [0i16; 64];
+        coefs[0] = dc;
+        let mut any_ac = false;
+        let mut k = 1usize;
+        while k < 64 {
+            let sym = r.decode(c.ac)?;
+            let (run, s) = (usize::from(sym >> 4), u32::from(sym & 15));
+            if s == 0 {
+                if run != 15 {
+                    break;
+                }
+                k += 16;
+                continue;
+            }
+            k += run;
+            let Some(&nat) = ZIGZAG.get(k) else {
+                return Err(ScaledError::Corrupt("AC run past the end of the block"));
+            };
+            coefs[nat] = r.receive_extend(s) as i16;
+            any_ac = true;
+            k += 1;
+        }
+        if any_ac {
+            reduced.block(&coefs, c.q, out, stride);
+        } else {
+            idct::fill(idct::dc_pixel(dc, c.q[0]), n, out, stride);
+        }
+        Ok(())
+    }
+
+    fn restart(&mut self) {
+        for c in &mut self.comps {
+            c.pred = 0;
+        }
+    }
+}
+
+/// Entropy-decodes a block's AC symbols only to step over them.
+#[inline(always)]
+fn skip_ac(r: &mut BitReader<'_>, ac: &HuffTable) -> Result<(), ScaledError> {
+    let mut k = 1u32;
+    while k < 64 {
+        let sym = r.decode(ac)?;
+        let (run, s) = (u32::from(sym >> 4), u32::from(sym & 15));
+        if s == 0 {
+            if run != 15 {
+                return Ok(());
+            }
+            k += 16;
+        } else {
+            r.skip(s);
+            k += run + 1;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,422 @@
+//! Scale-aware JPEG decoding: the image comes out directly at 1/8, 1/4 or 1/2 of its size,
+//! decoding only what that scale needs.
+//!
+//! * **1/8** — each 8×8 block becomes one pixel, its DC value. Sequential scans decode the DC
+//!   difference and entropy-decode the AC symbols only to step over them (no dequantisation,
+//!   no coefficient storage, no IDCT). Progressive files decode only their DC scans (first pass
+//!   and successive-approximation refinements) and stop as soon as every component's DC is
+//!   complete: the AC scans, most of the file, are never read.
+//! * **1/4, 1/2** — exact cell-average IDCTs ([`idct`]) produce 2×2 or 4×4 pixels per block.
+//!   Sequential blocks are reduced as they are decoded; progressive files read every scan
+//!   into a coefficient store first (the cell average needs the high odd frequencies).
+//!
+//! Chroma is upsampled at the reduced scale and converted to RGB ([`output`]); CMYK and YCCK
+//! planes are handed back raw, as zune-jpeg's full decode hands them, so `decode/jpeg.rs`
+//! normalises both paths identically. Headers, ICC and EXIF stay with zune-jpeg.
+//!
+//! # What falls back to the full decoder
+//! Every [`ScaledError`] makes the caller use zune-jpeg's full decode instead, so an
+//! unsupported or damaged file never yields a wrong picture from this path:
+//!
+//! * arithmetic coding (SOF9–11, DAC), lossless and hierarchical processes (SOF3, SOF5–7,
+//!   SOF13–15), 12- and 16-bit precision, DNL-defined heights, a second frame header;
+//! * 2-component frames and non-integer subsampling ratios (e.g. h = 3 next to h = 2);
+//! * a colour space whose channel count disagrees with the frame (decided by zune-jpeg);
+//! * corrupt data: bad tables or Huffman codes, a block index outside the frame, missing
+//!   restart markers, a scan that names a missing table;
+//! * truncation inside a scan this path needs (a sequential file cut short, or a progressive
+//!   file cut inside its DC scans at 1/8). A progressive file cut anywhere after its DC scans
+//!   still yields a 1/8 thumbnail; at 1/4 and 1/2, one cut between two scans yields the
+//!   coarser picture those scans make, as libjpeg does.
+//!
+//! Allocation is bounded by the frame size, which must equal the size the engine's probe
+//! admitted under its limits; every loop is bounded by the block count of the frame.
+
+mod baseline;
+mod huffman;
+mod idct;
+mod markers;
+mod output;
+mod progressive;
+mod scan;
+
+use huffman::{BitReader, HuffTable};
+use markers::Frame;
+use progressive::Coefs;
+
+/// Why the reduced decoder declined a file (the caller then decodes it in full).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ScaledError {
+    /// A valid feature this decoder leaves to the full decoder.
+    #[error("not supported by the reduced decoder: {0}")]
+    Unsupported(&'static str),
+    /// The data violates the format.
+    #[error("corrupt JPEG data: {0}")]
+    Corrupt(&'static str),
+    /// The data ends inside a scan the reduced decoder needs.
+    #[error("JPEG data ends inside a needed scan")]
+    Truncated,
+}
+
+/// The colour interpretation of the components, as the full decoder decided it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ColorKind {
+    /// One component.
+    Gray,
+    /// Three components, converted to RGB.
+    YCbCr,
+    /// Three components already RGB (Adobe transform 0 or 'R','G','B' ids).
+    Rgb,
+    /// Four components handed back raw (CMYK or YCCK, normalised by the caller).
+    Raw4,
+}
+
+impl ColorKind {
+    fn channels(self) -> usize {
+        match self {
+            ColorKind::Gray => 1,
+            ColorKind::YCbCr | ColorKind::Rgb => 3,
+            ColorKind::Raw4 => 4,
+        }
+    }
+}
+
+/// A decoded image at reduced scale, interleaved, 8 bits per channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ScaledImage {
+    pub width: usize,
+    pub height: usize,
+    pub channels: usize,
+    pub data: Vec<u8>,
+}
+
+/// One component at the reduced scale, padded to whole MCUs.
+pub(crate) struct Plane {
+    pub stride: usize,
+    pub data: Vec<u8>,
+}
+
+/// Decodes `data` at 1/`scale` (`scale` ∈ {2, 4, 8}) of `expect` = (width, height), the size
+/// the engine's probe read and admitted. The output is `ceil(width / scale)` ×
+/// `ceil(height / scale)`.
+pub(crate) fn decode(
+    data: &[u8],
+    expect: (u32, u32),
+    scale: u32,
+    kind: ColorKind,
+) -> Result<ScaledImage, ScaledError> {
+    let (frame, planes) = decode_planes(data, expect, scale)?;
+    if frame.comps.len() != kind.channels() {
+        return Err(ScaledError::Unsupported(
+            "colour space does not match the component count",
+        ));
+    }
+    Ok(output::assemble(&frame, &planes, idct::side(scale), kind))
+}
+
+/// The component planes at 1/`scale`, before upsampling and colour conversion (each padded to
+/// whole MCUs; [`markers::Component`] has their valid size).
+fn decode_planes(
+    data: &[u8],
+    expect: (u32, u32),
+    scale: u32,
+) -> Result<(Frame, Vec<Plane>), ScaledError> {
+    if !matches!(scale, 2 | 4 | 8) {
+        return Err(ScaledError::Unsupported("scale other than 1/2, 1/4, 1/8"));
+    }
+    if !data.starts_with(&[0xFF, 0xD8]) {
+        return Err(ScaledError::Corrupt("no SOI marker"));
+    }
+    let mut d = Decoder {
+        scale,
+        n: idct::side(scale),
+        expect: (expect.0 as usize, expect.1 as usize),
+        qt: [None; 4],
+        dc: [None, None, None, None],
+        ac: [None, None, None, None],
+        restart_interval: 0,
+        frame: None,
+        planes: Vec::new(),
+        coefs: Vec::new(),
+        latched_q: Vec::new(),
+        scanned: Vec::new(),
+        dc_missing_bits: Vec::new(),
+        reduced: (scale != 8).then(|| idct::Reduced::new(idct::side(scale))),
+    };
+    d.run(data)?;
+    let frame = d.frame.take().ok_or(ScaledError::Truncated)?;
+    if d.scanned.iter().any(|&s| !s) {
+        return Err(ScaledError::Truncated);
+    }
+    if frame.progressive {
+        d.coefs_to_planes(&frame)?;
+    }
+    Ok((frame, d.planes))
+}
+
+struct Decoder {
+    scale: u32,
+    n: usize,
+    expect: (usize, usize),
+    qt: [Option<[u16; 64]>; 4],
+    dc: [Option<HuffTable>; 4],
+    ac: [Option<HuffTable>; 4],
+    restart_interval: usize,
+    frame: Option<Frame>,
+    planes: Vec<Plane>,
+    /// Progressive only: coefficient store per component.
+    coefs: Vec<Coefs>,
+    /// Quantisation table of each component, latched at its first scan (as libjpeg does).
+    latched_q: Vec<Option<[u16; 64]>>,
+    /// Whether each component has appeared in a scan (DC scan for progressive).
+    scanned: Vec<bool>,
+    /// Progressive: DC bits still to come per component (its last DC scan's Al).
+    dc_missing_bits: Vec<u8>,
+    reduced: Option<idct::Reduced>,
+}
+
+impl Decoder {
+    fn run(&mut self, data: &[u8]) -> Result<(), ScaledError> {
+        let mut pos = 2;
+        while let Some((seg, next)) = markers::next_segment(data, pos) {
+            pos = next;
+            match seg.marker {
+                0xD9 => break,
+                0xD8 => return Err(ScaledError::Unsupported("second SOI before EOI")),
+                0xDB => markers::parse_dqt(seg.payload, &mut self.qt)?,
+                0xC4 => markers::parse_dht(seg.payload, &mut self.dc, &mut self.ac)?,
+                0xDD => self.restart_interval = markers::parse_dri(seg.payload)?,
+                0xC0..=0xCF if !matches!(seg.marker, 0xC4 | 0xC8 | 0xCC) => {
+                    if self.frame.is_some() {
+                        return Err(ScaledError::Unsupported("more than one frame header"));
+                    }
+                    self.start_frame(markers::parse_sof(seg.marker, seg.payload, self.expect)?);
+                }
+                0xCC => return Err(ScaledError::Unsupported("arithmetic coding (DAC)")),
+                0xDC => return Err(ScaledError::Unsupported("DNL marker")),
+                0xDA => {
+                    let frame = self
+                        .frame
+                        .take()
+                        .ok_or(ScaledError::Corrupt("scan before the frame header"))?;
+                    let result = self.scan(&frame, seg.payload, data, pos);
+                    self.frame = Some(frame);
+                    pos = result?;
+                    if self.dc_complete() {
+                        break;
+                    }
+                }
+                _ => {} // APPn, COM, stray RSTn: nothing for the pixels.
+            }
+        }
+        Ok(())
+    }
+
+    fn start_frame(&mut self, frame: Frame) {
+        let n = self.n;
+        let count = frame.comps.len();
+        self.latched_q = vec![None; count];
+        self.scanned = vec![false; count];
+        self.dc_missing_bits = vec![u8::MAX; count];
+        self.planes = frame
+            .comps
+            .iter()
+            .map(|c| Plane {
+                stride: c.alloc_x * n,
+                data: vec![0; c.alloc_x * n * c.alloc_y * n],
+            })
+            .collect();
+        if frame.progressive {
+            let per_block = if self.scale == 8 { 1 } else { 64 };
+            self.coefs = frame
+                .comps
+                .iter()
+                .map(|c| Coefs {
+                    per_block,
+                    alloc_x: c.alloc_x,
+                    data: vec![0; c.alloc_x * c.alloc_y * per_block],
+                })
+                .collect();
+        }
+        self.frame = Some(frame);
+    }
+
+    /// At 1/8 a progressive decode is done once every component's DC is exact.
+    fn dc_complete(&self) -> bool {
+        self.scale == 8
+            && self.frame.as_ref().is_some_and(|f| f.progressive)
+            && self.dc_missing_bits.iter().all(|&b| b == 0)
+    }
+
+    /// Decodes (or skips) the scan whose header is `header` and whose entropy-coded data starts
+    /// at `data[pos]`. Returns the position of the marker after the scan.
+    fn scan(
+        &mut self,
+        frame: &Frame,
+        header: &[u8],
+        data: &[u8],
+        pos: usize,
+    ) -> Result<usize, ScaledError> {
+        let scan = markers::parse_sos(header, frame)?;
+        if frame.progressive && scan.ss > 0 && self.scale == 8 {
+            // An AC band: the 1/8 picture needs none of it.
+            return Ok(markers::skip_entropy_data(data, pos));
+        }
+        for sc in &scan.comps {
+            if self.latched_q[sc.index].is_none() {
+                let q = self.qt[frame.comps[sc.index].tq].ok_or(ScaledError::Corrupt(
+                    "scan uses an undefined quantisation table",
+                ))?;
+                self.latched_q[sc.index] = Some(q);
+            }
+        }
+        let entropy = &data[pos..];
+        let mut reader = BitReader::new(entropy);
+        let ri = self.restart_interval;
+        if frame.progressive {
+            self.progressive_scan(frame, &scan, ri, &mut reader)?;
+        } else {
+            self.sequential_scan(frame, &scan, ri, &mut reader)?;
+        }
+        Ok(markers::skip_entropy_data(data, pos + reader.position()))
+    }
+
+    fn sequential_scan(
+        &mut self,
+        frame: &Frame,
+        scan: &markers::Scan,
+        ri: usize,
+        reader: &mut BitReader<'_>,
+    ) -> Result<(), ScaledError> {
+        let mut planes: Vec<Option<&mut Plane>> = self.planes.iter_mut().map(Some).collect();
+        let mut comps = Vec::with_capacity(scan.comps.len());
+        for sc in &scan.comps {
+            self.scanned[sc.index] = true;
+            let missing = ScaledError::Corrupt("scan uses an undefined Huffman table");
+            comps.push(baseline::SeqComp {
+                dc: self.dc[sc.td].as_ref().ok_or(missing.clone())?,
+                ac: self.ac[sc.ta].as_ref().ok_or(missing)?,
+                // The current table: a sequential block is complete within its scan.
+                q: self.qt[frame.comps[sc.index].tq]
+                    .as_ref()
+                    .ok_or(ScaledError::Corrupt("undefined quantisation table"))?,
+                plane: planes[sc.index]
+                    .take()
+                    .ok_or(ScaledError::Corrupt("component twice in one scan"))?,
+                pred: 0,
+            });
+        }
+        let mut dec = baseline::Sequential {
+            comps,
+            n: self.n,
+            reduced: self.reduced.as_ref(),
+        };
+        scan::run(frame, scan, ri, reader, &mut dec)
+    }
+
+    fn progressive_scan(
+        &mut self,
+        frame: &Frame,
+        scan: &markers::Scan,
+        ri: usize,
+        reader: &mut BitReader<'_>,
+    ) -> Result<(), ScaledError> {
+        if scan.ss == 0 {
+            for sc in &scan.comps {
+                let expected_ah = self.dc_missing_bits[sc.index];
+                if scan.ah == 0 {
+                    if expected_ah != u8::MAX {
+                        return Err(ScaledError::Corrupt("DC first pass repeated"));
+                    }
+                } else if scan.ah != expected_ah || scan.al + 1 != scan.ah {
+                    return Err(ScaledError::Corrupt("DC refinement out of sequence"));
+                }
+                self.dc_missing_bits[sc.index] = scan.al;
+                self.scanned[sc.index] = true;
+            }
+            let mut stores: Vec<Option<&mut Coefs>> = self.coefs.iter_mut().map(Some).collect();
+            let mut comps = Vec::with_capacity(scan.comps.len());
+            for sc in &scan.comps {
+                let table = if scan.ah == 0 {
+                    Some(
+                        self.dc[sc.td]
+                            .as_ref()
+                            .ok_or(ScaledError::Corrupt("undefined DC table"))?,
+                    )
+                } else {
+                    None
+                };
+                let store = stores[sc.index]
+                    .take()
+                    .ok_or(ScaledError::Corrupt("component twice in one scan"))?;
+                comps.push((store, table, 0));
+            }
+            let mut dec = progressive::DcScan {
+                comps,
+                refine: scan.ah != 0,
+                al: u32::from(scan.al),
+            };
+            return scan::run(frame, scan, ri, reader, &mut dec);
+        }
+        let index = scan.comps[0].index;
+        if self.dc_missing_bits[index] == u8::MAX {
+            return Err(ScaledError::Corrupt(
+                "AC scan before the component's DC scan",
+            ));
+        }
+        let table = if scan.ah == 0 {
+            Some(
+                self.ac[scan.comps[0].ta]
+                    .as_ref()
+                    .ok_or(ScaledError::Corrupt("undefined AC table"))?,
+            )
+        } else {
+            self.ac[scan.comps[0].ta].as_ref()
+        };
+        let mut dec = progressive::AcScan {
+            coefs: &mut self.coefs[index],
+            table,
+            ss: scan.ss,
+            se: scan.se,
+            ah: scan.ah,
+            al: u32::from(scan.al),
+            eobrun: 0,
+        };
+        scan::run(frame, scan, ri, reader, &mut dec)
+    }
+
+    /// Progressive: the reduced IDCT of every stored block into the planes.
+    fn coefs_to_planes(&mut self, frame: &Frame) -> Result<(), ScaledError> {
+        let n = self.n;
+        for (ci, c) in frame.comps.iter().enumerate() {
+            let q = self.latched_q[ci].ok_or(ScaledError::Truncated)?;
+            let plane = &mut self.planes[ci];
+            let stride = plane.stride;
+            let store = &self.coefs[ci];
+            for by in 0..c.alloc_y {
+                for bx in 0..c.alloc_x {
+                    let start = (by * c.alloc_x + bx) * store.per_block;
+                    let block = &store.data[start..start + store.per_block];
+                    let out = &mut plane.data[by * n * stride + bx * n..];
+                    match &self.reduced {
+                        None => out[0] = idct::dc_pixel(block[0], q[0]),
+                        Some(reduced) => {
+                            let block: &[i16; 64] = block
+                                .try_into()
+                                .map_err(|_| ScaledError::Corrupt("coefficient store"))?;
+                            if block[1..].iter().all(|&v| v == 0) {
+                                idct::fill(idct::dc_pixel(block[0], q[0]), n, out, stride);
+                            } else {
+                                reduced.block(block, &q, out, stride);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

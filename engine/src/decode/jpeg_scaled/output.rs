@@ -1,0 +1,151 @@
+//! Reduced component planes → interleaved pixels: chroma upsampled at the reduced scale
+//! (centre-aligned linear interpolation, i.e. libjpeg's "fancy" triangle filter for 2×), then
+//! YCbCr → RGB. CMYK and YCCK planes are interleaved raw, exactly as zune-jpeg hands them to
+//! `decode/jpeg.rs`, which normalises them to ink values.
+
+use super::markers::Frame;
+use super::{ColorKind, Plane, ScaledImage};
+
+/// Interleaves (and colour-converts) the reduced planes, `n` pixels per block side.
+pub(super) fn assemble(frame: &Frame, planes: &[Plane], n: usize, kind: ColorKind) -> ScaledImage {
+    let width = (frame.width * n).div_ceil(8);
+    let height = (frame.height * n).div_ceil(8);
+    let channels = planes.len();
+    let mut data = vec![0u8; width * height * channels];
+    let ups: Vec<Upsampler> = frame
+        .comps
+        .iter()
+        .zip(planes)
+        .map(|(c, p)| {
+            Upsampler::new(
+                p,
+                (c.width * n).div_ceil(8),
+                (c.height * n).div_ceil(8),
+                frame.hmax / c.h,
+                frame.vmax / c.v,
+                width,
+            )
+        })
+        .collect();
+    let mut rows: Vec<Vec<u8>> = vec![vec![0u8; width]; channels];
+    for (y, out) in data.chunks_exact_mut(width * channels).enumerate() {
+        for (up, row) in ups.iter().zip(rows.iter_mut()) {
+            up.row(y, row);
+        }
+        match (kind, channels) {
+            (ColorKind::YCbCr, 3) => ycbcr_row(&rows[0], &rows[1], &rows[2], out),
+            _ if channels == 1 => out.copy_from_slice(&rows[0]),
+            _ => {
+                for (x, px) in out.chunks_exact_mut(channels).enumerate() {
+                    for (v, row) in px.iter_mut().zip(&rows) {
+                        *v = row[x];
+                    }
+                }
+            }
+        }
+    }
+    ScaledImage {
+        width,
+        height,
+        channels,
+        data,
+    }
+}
+
+/// Produces rows of one component at the output resolution.
+struct Upsampler<'a> {
+    plane: &'a Plane,
+    /// Valid size of the reduced plane (the rest is MCU padding).
+    w: usize,
+    h: usize,
+    ry: usize,
+    /// Per output column: left source column, right source column, weight of the right one
+    /// (0..=256). Empty when there is no horizontal upsampling.
+    cols: Vec<(usize, usize, u32)>,
+}
+
+impl<'a> Upsampler<'a> {
+    fn new(plane: &'a Plane, w: usize, h: usize, rx: usize, ry: usize, out_w: usize) -> Self {
+        let (w, h) = (w.max(1), h.max(1));
+        let cols = if rx == 1 {
+            Vec::new()
+        } else {
+            (0..out_w).map(|x| taps(x, rx, w)).collect()
+        };
+        Upsampler {
+            plane,
+            w,
+            h,
+            ry,
+            cols,
+        }
+    }
+
+    fn row(&self, y: usize, out: &mut [u8]) {
+        let stride = self.plane.stride;
+        let src = |row: usize| &self.plane.data[row * stride..row * stride + self.w];
+        if self.ry == 1 && self.cols.is_empty() {
+            let n = out.len().min(self.w);
+            out[..n].copy_from_slice(&src(y.min(self.h - 1))[..n]);
+            return;
+        }
+        let (y0, y1, wy) = taps(y, self.ry, self.h);
+        let (a, b) = (src(y0), src(y1));
+        // Vertical blend in 8.8 fixed point.
+        let blend = |x: usize| u32::from(a[x]) * (256 - wy) + u32::from(b[x]) * wy;
+        if self.cols.is_empty() {
+            for (x, o) in out.iter_mut().enumerate() {
+                *o = ((blend(x.min(self.w - 1)) + 128) >> 8) as u8;
+            }
+        } else {
+            for (o, &(x0, x1, wx)) in out.iter_mut().zip(&self.cols) {
+                let v = blend(x0) * (256 - wx) + blend(x1) * wx;
+                *o = ((v + 32768) >> 16) as u8;
+            }
+        }
+    }
+}
+
+/// Source samples and weight for output position `i` when upsampling by `r`, centre-aligned:
+/// the output sample's centre `(i + ½)/r − ½` in source coordinates, clamped to the edges.
+fn taps(i: usize, r: usize, len: usize) -> (usize, usize, u32) {
+    let pos = ((2 * i + 1) * 256 / (2 * r)) as i64 - 128;
+    let (p0, frac) = (pos.div_euclid(256), pos.rem_euclid(256) as u32);
+    let last = len as i64 - 1;
+    let i0 = p0.clamp(0, last) as usize;
+    let i1 = (p0 + 1).clamp(0, last) as usize;
+    (i0, i1, frac)
+}
+
+/// YCbCr → RGB (JFIF, full range) in 16.16 fixed point.
+fn ycbcr_row(y: &[u8], cb: &[u8], cr: &[u8], out: &mut [u8]) {
+    for (((px, &y), &cb), &cr) in out.chunks_exact_mut(3).zip(y).zip(cb).zip(cr) {
+        let y = (i32::from(y) << 16) + 32768;
+        let cb = i32::from(cb) - 128;
+        let cr = i32::from(cr) - 128;
+        px[0] = ((y + 91_881 * cr) >> 16).clamp(0, 255) as u8;
+        px[1] = ((y - 22_554 * cb - 46_802 * cr) >> 16).clamp(0, 255) as u8;
+        px[2] = ((y + 116_130 * cb) >> 16).clamp(0, 255) as u8;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn taps_are_the_triangle_filter_for_two() {
+        // Output 0 sits at source −0.25 (clamped), output 1 at 0.25, output 2 at 0.75.
+        assert_eq!(taps(0, 2, 4), (0, 0, 192));
+        assert_eq!(taps(1, 2, 4), (0, 1, 64));
+        assert_eq!(taps(2, 2, 4), (0, 1, 192));
+        assert_eq!(taps(7, 2, 4), (3, 3, 64));
+    }
+
+    #[test]
+    fn grey_stays_grey() {
+        let mut out = [0u8; 3];
+        ycbcr_row(&[77], &[128], &[128], &mut out);
+        assert_eq!(out, [77, 77, 77]);
+    }
+}

@@ -1,0 +1,430 @@
+//! Oracle tests: the reduced decode against the area average of zune-jpeg's full decode of the
+//! same component planes (no colour conversion on either side), on the committed corpus and on
+//! synthetic JPEGs from jpeg-encoder.
+//!
+//! Tolerances (levels of 0..=255), per component plane:
+//! * components at full resolution (luma, gray, 4:4:4 chroma, CMYK): every sample within
+//!   ±[`FULL_RES_MAX`]; the float cell-average IDCT differs from a box average of zune's
+//!   integer IDCT only by rounding, except where the full decode clipped (values pushed past
+//!   0 or 255 by ringing are clipped before averaging there, after averaging here);
+//! * subsampled chroma: mean absolute difference ≤ [`CHROMA_MEAN`]; individual samples differ
+//!   more at sharp colour edges because the upsampling filter (triangle at reduced vs at full
+//!   scale) then averages different neighbours.
+
+use zune_core::bytestream::ZCursor;
+use zune_core::colorspace::ColorSpace;
+use zune_core::options::DecoderOptions;
+use zune_jpeg::JpegDecoder;
+
+use super::markers::{self, Frame};
+use super::{decode, decode_planes, ColorKind, ScaledError};
+
+const FULL_RES_MAX: f64 = 3.0;
+const FULL_RES_MEAN: f64 = 0.6;
+const CHROMA_MEAN: f64 = 2.5;
+const CHROMA_MAX: f64 = 12.0;
+const RGB_SUBSAMPLED_MEAN: f64 = 4.0;
+const RGB_SUBSAMPLED_MAX: f64 = 32.0;
+
+struct Full {
+    width: usize,
+    height: usize,
+    channels: usize,
+    data: Vec<u8>,
+    kind: ColorKind,
+    /// Three components coded as R, G, B (no YCbCr transform).
+    rgb_coded: bool,
+}
+
+/// zune-jpeg's full decode, planes as stored (YCbCr not converted). `None` when it fails (or
+/// panics: zune-jpeg 0.5.15's AVX2 IDCT does on some layouts jpeg-encoder writes).
+fn zune_full(data: &[u8]) -> Option<Full> {
+    std::panic::catch_unwind(|| zune_full_inner(data))
+        .ok()
+        .flatten()
+}
+
+fn zune_full_inner(data: &[u8]) -> Option<Full> {
+    let options = DecoderOptions::default()
+        .set_max_width(65535)
+        .set_max_height(65535)
+        .set_strict_mode(false);
+    let mut d = JpegDecoder::new_with_options(ZCursor::new(data), options);
+    d.decode_headers().ok()?;
+    let input = d.input_colorspace()?;
+    let kind = match input {
+        ColorSpace::Luma => ColorKind::Gray,
+        ColorSpace::YCbCr | ColorSpace::RGB => ColorKind::Rgb,
+        ColorSpace::CMYK | ColorSpace::YCCK => ColorKind::Raw4,
+        _ => return None,
+    };
+    d.set_options(options.jpeg_set_out_colorspace(input));
+    let pixels = d.decode().ok()?;
+    let (width, height) = d.dimensions()?;
+    let channels = pixels.len() / (width * height);
+    Some(Full {
+        width,
+        height,
+        channels,
+        data: pixels,
+        kind,
+        rgb_coded: input == ColorSpace::RGB,
+    })
+}
+
+fn frame_of(data: &[u8], size: (usize, usize)) -> Option<Frame> {
+    let mut pos = 2;
+    while let Some((seg, next)) = markers::next_segment(data, pos) {
+        if matches!(seg.marker, 0xC0..=0xC2) {
+            return markers::parse_sof(seg.marker, seg.payload, size).ok();
+        }
+        pos = next;
+    }
+    None
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Stats {
+    /// Largest difference over cells where the full decode did not clip.
+    max: f64,
+    /// Mean absolute difference over all whole cells.
+    mean: f64,
+}
+
+/// Compares each reduced component plane with the area average of zune-jpeg's full decode of
+/// that component over the cell one reduced sample covers: `scale` pixels of the component,
+/// i.e. `scale`×(hmax/h) output pixels across. Only cells wholly inside the image count: a
+/// partial cell at the right or bottom edge is the mean over the whole DCT cell, padding
+/// included, as in libjpeg's scaled output. Cells where the full decode clipped a pixel to 0
+/// or 255 are left out of `max` (the full decode clips before averaging, this one after).
+fn compare_planes(data: &[u8], full: &Full, scale: u32) -> Result<Option<Vec<Stats>>, ScaledError> {
+    let size = (full.width as u32, full.height as u32);
+    let (frame, planes) = decode_planes(data, size, scale)?;
+    let k = scale as usize;
+    let mut out = Vec::new();
+    for (c, (comp, plane)) in frame.comps.iter().zip(&planes).enumerate() {
+        let (cw, ch) = (k * frame.hmax / comp.h, k * frame.vmax / comp.v);
+        let (nx, ny) = (full.width / cw, full.height / ch);
+        let (mut max, mut sum) = (0f64, 0f64);
+        for y in 0..ny {
+            for x in 0..nx {
+                let (mut total, mut clipped) = (0u64, false);
+                for fy in y * ch..(y + 1) * ch {
+                    for fx in x * cw..(x + 1) * cw {
+                        let v = full.data[(fy * full.width + fx) * full.channels + c];
+                        clipped |= v == 0 || v == 255;
+                        total += u64::from(v);
+                    }
+                }
+                let oracle = total as f64 / (cw * ch) as f64;
+                let d = (f64::from(plane.data[y * plane.stride + x]) - oracle).abs();
+                sum += d;
+                if !clipped {
+                    max = max.max(d);
+                }
+            }
+        }
+        out.push(Stats {
+            max,
+            mean: sum / (nx * ny).max(1) as f64,
+        });
+    }
+    Ok(Some(out))
+}
+
+/// Checks one file at one scale; `Ok(None)` when the reduced decoder declined it.
+fn check(name: &str, data: &[u8], full: &Full, scale: u32) -> Result<Option<Vec<Stats>>, String> {
+    let size = (full.width as u32, full.height as u32);
+    let img = match decode(data, size, scale, full.kind) {
+        Ok(img) => img,
+        Err(e) => {
+            eprintln!("{name} 1/{scale}: declined: {e}");
+            return Ok(None);
+        }
+    };
+    let k = scale as usize;
+    let geometry = (
+        full.width.div_ceil(k),
+        full.height.div_ceil(k),
+        full.channels,
+    );
+    if (img.width, img.height, img.channels) != geometry {
+        return Err(format!("{name} 1/{scale}: wrong geometry"));
+    }
+    let stats = compare_planes(data, full, scale)
+        .map_err(|e| format!("{name}: planes failed after the image decoded: {e}"))?
+        .ok_or(format!("{name}: no planes"))?;
+    let frame = frame_of(data, (full.width, full.height)).ok_or(format!("{name}: no frame"))?;
+    for (c, s) in stats.iter().enumerate() {
+        let comp = &frame.comps[c];
+        let subsampled = comp.h < frame.hmax || comp.v < frame.vmax;
+        let ok = if subsampled && full.rgb_coded {
+            s.max <= RGB_SUBSAMPLED_MAX && s.mean <= RGB_SUBSAMPLED_MEAN
+        } else if subsampled {
+            s.max <= CHROMA_MAX && s.mean <= CHROMA_MEAN
+        } else {
+            s.max <= FULL_RES_MAX && s.mean <= FULL_RES_MEAN
+        };
+        if !ok {
+            return Err(format!(
+                "{name} 1/{scale} channel {c} (subsampled: {subsampled}): max {:.2} mean {:.3}",
+                s.max, s.mean
+            ));
+        }
+    }
+    Ok(Some(stats))
+}
+
+fn corpus_jpegs() -> Vec<(String, Vec<u8>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus");
+    let manifest = std::fs::read_to_string(dir.join("MANIFEST.tsv")).expect("corpus manifest");
+    manifest
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split('\t').collect();
+            // Files expected to fail (truncated, refused) have no reference picture.
+            let good = cols.get(8).is_some_and(|e| e.starts_with("ok"));
+            (cols.get(2) == Some(&"JPEG") && good).then(|| cols[0].to_string())
+        })
+        .filter_map(|name| {
+            let data = std::fs::read(dir.join(&name)).ok()?;
+            Some((name, data))
+        })
+        .collect()
+}
+
+#[test]
+fn corpus_matches_area_average_of_full_decode() {
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    let mut declined = Vec::new();
+    for (name, data) in corpus_jpegs() {
+        // Refused by the engine's limits before decoding: nothing to compare.
+        if data.len() > 3 << 20 || name.contains("bomb") || name.contains("sof_lie") {
+            continue;
+        }
+        let Some(full) = zune_full(&data) else {
+            continue;
+        };
+        if full.width * full.height > 40_000_000 {
+            continue;
+        }
+        for scale in [8, 4, 2] {
+            match check(&name, &data, &full, scale) {
+                Ok(Some(stats)) => {
+                    checked += 1;
+                    let worst = stats.iter().map(|s| s.max).fold(0.0, f64::max);
+                    let mean = stats.iter().map(|s| s.mean).fold(0.0, f64::max);
+                    eprintln!("{name}\t1/{scale}\tmax {worst:.2}\tmean {mean:.3}");
+                }
+                Ok(None) => declined.push(format!("{name} 1/{scale}")),
+                Err(e) => failures.push(e),
+            }
+        }
+    }
+    eprintln!("checked {checked}; declined (full decoder used): {declined:?}");
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert!(checked >= 90, "only {checked} file×scale checks ran");
+}
+
+/// A photo-like synthetic picture: sharp edges shared by all channels (luma detail, every
+/// frequency band carries data) over smooth per-channel ramps (chroma that varies slowly, as
+/// in photographs, where subsampling is used).
+fn synthetic(width: usize, height: usize, channels: usize, seed: u32) -> Vec<u8> {
+    let s = seed as usize;
+    let mut out = Vec::with_capacity(width * height * channels);
+    for y in 0..height {
+        for x in 0..width {
+            let edge = if (x / (5 + s % 11) + y / (7 + s % 5)).is_multiple_of(2) {
+                50.0
+            } else {
+                0.0
+            };
+            let fine = ((x * (3 + s % 5) + y * (2 + s % 3)) % 17) as f64;
+            for c in 0..channels {
+                // A triangle wave: smooth, no jumps.
+                let t = (x + c * y + 31 * c + s % 23) % 422;
+                let ramp = t.min(422 - t) as f64 / 211.0;
+                out.push((30.0 + 140.0 * ramp + edge + fine) as u8);
+            }
+        }
+    }
+    out
+}
+
+/// What a synthetic test JPEG looks like and how jpeg-encoder writes it.
+#[derive(Debug, Clone, Copy)]
+struct Synth {
+    width: u16,
+    height: u16,
+    color: jpeg_encoder::ColorType,
+    sampling: jpeg_encoder::SamplingFactor,
+    restart: u16,
+    progressive: bool,
+    quality: u8,
+    seed: u32,
+}
+
+fn encode_synthetic(p: Synth) -> Vec<u8> {
+    let channels = match p.color {
+        jpeg_encoder::ColorType::Luma => 1,
+        jpeg_encoder::ColorType::Cmyk | jpeg_encoder::ColorType::CmykAsYcck => 4,
+        _ => 3,
+    };
+    let pixels = synthetic(
+        usize::from(p.width),
+        usize::from(p.height),
+        channels,
+        p.seed,
+    );
+    let mut jpeg = Vec::new();
+    let mut enc = jpeg_encoder::Encoder::new(&mut jpeg, p.quality);
+    enc.set_sampling_factor(p.sampling);
+    enc.set_restart_interval(p.restart);
+    enc.set_progressive(p.progressive);
+    enc.encode(&pixels, p.width, p.height, p.color)
+        .expect("encode");
+    jpeg
+}
+
+mod properties {
+    use jpeg_encoder::{ColorType, SamplingFactor};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const SAMPLINGS: [SamplingFactor; 8] = [
+        SamplingFactor::R_4_4_4,
+        SamplingFactor::R_4_4_0,
+        SamplingFactor::R_4_4_1,
+        SamplingFactor::R_4_2_2,
+        SamplingFactor::R_4_2_0,
+        SamplingFactor::R_4_2_1,
+        SamplingFactor::R_4_1_1,
+        SamplingFactor::R_4_1_0,
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// Every subsampling, restart interval, coding and scale matches the oracle.
+        #[test]
+        fn synthetic_jpegs_match_the_oracle(
+            width in 1u16..180,
+            height in 1u16..140,
+            sampling in 0usize..SAMPLINGS.len(),
+            color in 0usize..4,
+            restart in prop_oneof![Just(0u16), 1u16..5, 5u16..40],
+            progressive in any::<bool>(),
+            quality in 40u8..98,
+            seed in any::<u32>(),
+        ) {
+            let color = [ColorType::Rgb, ColorType::Luma, ColorType::Cmyk, ColorType::CmykAsYcck][color];
+            // zune-jpeg 0.5 writes zeros into subsampled four-component images and into images
+            // with a sampling factor of 4 that are less than two MCUs across or down (and
+            // panics on a few layouts), so there the oracle is wrong: only decode and check the
+            // geometry. Real CMYK files are 4:4:4.
+            let factors = SAMPLINGS[sampling] as u8;
+            let (h, v) = (u16::from((factors >> 4) & 7), u16::from(factors & 15));
+            let four = matches!(color, ColorType::Cmyk | ColorType::CmykAsYcck);
+            let oracle_ok = if four {
+                (h, v) == (1, 1)
+            } else {
+                (h < 4 && v < 4) || (width >= 32 * h && height >= 32 * v)
+            };
+            let jpeg = encode_synthetic(Synth {
+                width, height, color, sampling: SAMPLINGS[sampling], restart, progressive, quality, seed,
+            });
+            // zune-jpeg declines some unusual sampling layouts jpeg-encoder writes: no oracle.
+            let Some(full) = zune_full(&jpeg) else {
+                return Err(TestCaseError::reject("zune-jpeg cannot decode this layout"));
+            };
+            if !oracle_ok {
+                for scale in [8u32, 4, 2] {
+                    let img = decode(&jpeg, (u32::from(width), u32::from(height)), scale, full.kind)
+                        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    let k = scale as usize;
+                    prop_assert_eq!(
+                        (img.width, img.height),
+                        (full.width.div_ceil(k), full.height.div_ceil(k))
+                    );
+                }
+                return Ok(());
+            }
+            for scale in [8, 4, 2] {
+                let checked = check("synthetic", &jpeg, &full, scale)
+                    .map_err(TestCaseError::fail)?;
+                prop_assert!(checked.is_some(), "reduced decoder declined a valid file at 1/{scale}");
+            }
+        }
+
+        /// Cut anywhere, a file never panics the reduced decoder, and corrupting bytes of the
+        /// entropy-coded data never does either.
+        #[test]
+        fn truncated_and_corrupted_files_never_panic(
+            cut in 0.0f64..1.0,
+            flips in proptest::collection::vec((0.0f64..1.0, any::<u8>()), 0..8),
+            progressive in any::<bool>(),
+            restart in prop_oneof![Just(0u16), 1u16..8],
+        ) {
+            let jpeg = encode_synthetic(Synth {
+                width: 97,
+                height: 61,
+                color: ColorType::Rgb,
+                sampling: SamplingFactor::R_4_2_0,
+                restart,
+                progressive,
+                quality: 85,
+                seed: 7,
+            });
+            let mut bad = jpeg[..(jpeg.len() as f64 * cut) as usize].to_vec();
+            let len = bad.len();
+            for (at, value) in flips {
+                if len > 0 {
+                    bad[((len - 1) as f64 * at) as usize] = value;
+                }
+            }
+            for scale in [8, 4, 2] {
+                let _ = decode(&bad, (97, 61), scale, ColorKind::YCbCr);
+            }
+        }
+    }
+}
+
+/// A progressive file cut right after its DC scans still decodes at 1/8, and gives the same
+/// picture as the whole file.
+#[test]
+fn truncated_progressive_after_dc_scans_still_decodes_at_one_eighth() {
+    let jpeg = encode_synthetic(Synth {
+        width: 300,
+        height: 200,
+        color: jpeg_encoder::ColorType::Rgb,
+        sampling: jpeg_encoder::SamplingFactor::R_4_2_0,
+        restart: 0,
+        progressive: true,
+        quality: 90,
+        seed: 3,
+    });
+    let whole = decode(&jpeg, (300, 200), 8, ColorKind::YCbCr).expect("whole file");
+    // Find the first AC scan (SOS with Ss > 0) and cut the file in the middle of it.
+    let mut pos = 2;
+    let mut cut = None;
+    while let Some((seg, next)) = markers::next_segment(&jpeg, pos) {
+        if seg.marker == 0xDA {
+            let n = usize::from(seg.payload[0]);
+            if seg.payload[1 + 2 * n] > 0 {
+                cut = Some(next + 10);
+                break;
+            }
+            pos = markers::skip_entropy_data(&jpeg, next);
+            continue;
+        }
+        pos = next;
+    }
+    let cut = cut.expect("jpeg-encoder writes AC scans");
+    let part = decode(&jpeg[..cut], (300, 200), 8, ColorKind::YCbCr).expect("DC scans complete");
+    assert_eq!(part, whole);
+    // Cut inside the DC scans: declined (the full decoder then decides).
+    assert!(decode(&jpeg[..600], (300, 200), 8, ColorKind::YCbCr).is_err());
+}
