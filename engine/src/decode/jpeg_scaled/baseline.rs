@@ -59,6 +59,18 @@ impl BlockDecoder for Sequential<'_> {
         let mut any_ac = false;
         let mut k = 1usize;
         while k < 64 {
+            r.ensure();
+            if let Some((bits, run, value)) = c.ac.fast_ac(r.peek()) {
+                k += run;
+                let Some(&nat) = ZIGZAG.get(k) else {
+                    return Err(ScaledError::Corrupt("AC run past the end of the block"));
+                };
+                coefs[nat] = value;
+                r.skip(bits);
+                any_ac = true;
+                k += 1;
+                continue;
+            }
             let sym = r.decode(c.ac)?;
             let (run, s) = (usize::from(sym >> 4), u32::from(sym & 15));
             if s == 0 {
@@ -94,10 +106,16 @@ impl BlockDecoder for Sequential<'_> {
 /// Entropy-decodes a block's AC symbols only to step over them.
 #[inline(always)]
 fn skip_ac(r: &mut BitReader<'_>, ac: &HuffTable) -> Result<(), ScaledError> {
-    let mut k = 1u32;
+    let mut k = 1usize;
     while k < 64 {
+        r.ensure();
+        if let Some((bits, run, _)) = ac.fast_ac(r.peek()) {
+            r.skip(bits);
+            k += run + 1;
+            continue;
+        }
         let sym = r.decode(ac)?;
-        let (run, s) = (u32::from(sym >> 4), u32::from(sym & 15));
+        let (run, s) = (usize::from(sym >> 4), u32::from(sym & 15));
         if s == 0 {
             if run != 15 {
                 return Ok(());

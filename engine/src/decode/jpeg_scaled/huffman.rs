@@ -7,13 +7,16 @@
 use super::ScaledError;
 
 /// Bits resolved by one table lookup; longer codes take the canonical slow path.
-const LOOKUP_BITS: u32 = 9;
+pub(crate) const LOOKUP_BITS: u32 = 10;
 
 /// A Huffman table in canonical form with a first-level lookup table.
 #[derive(Debug, Clone)]
 pub(crate) struct HuffTable {
     /// `lookup[peek9]` = code length (low 4 bits, 0 = slow path) | symbol << 4.
     lookup: Box<[u16; 1 << LOOKUP_BITS]>,
+    /// For AC tables: `fast_ac[peek10]` resolves a whole coefficient when its code and extra
+    /// bits fit in the lookup: total bits (low 5 bits) | run << 8 | value << 16. 0 = no.
+    fast_ac: Box<[u32; 1 << LOOKUP_BITS]>,
     /// Largest code of each length 1..=16 (as i32, -1 when there is none).
     maxcode: [i32; 18],
     /// Offset from a code of each length to its index in `values`.
@@ -53,12 +56,37 @@ impl HuffTable {
         }
         // Sentinel so the slow path always terminates.
         maxcode[17] = i32::MAX;
+        let mut fast_ac = Box::new([0u32; 1 << LOOKUP_BITS]);
+        for (peek, entry) in lookup.iter().enumerate() {
+            let (len, symbol) = (u32::from(entry & 15), u32::from(entry >> 4));
+            let (run, size) = (symbol >> 4, symbol & 15);
+            if len == 0 || size == 0 || len + size > LOOKUP_BITS {
+                continue;
+            }
+            let bits = (peek as u32 >> (LOOKUP_BITS - len - size)) & ((1 << size) - 1);
+            let value = if bits < 1 << (size - 1) {
+                bits as i32 - (1 << size) + 1
+            } else {
+                bits as i32
+            };
+            fast_ac[peek] = (len + size) | run << 8 | (value as u32) << 16;
+        }
         Ok(HuffTable {
             lookup,
+            fast_ac,
             maxcode,
             valoffset,
             values: values[..k].to_vec(),
         })
+    }
+}
+
+impl HuffTable {
+    /// The fast AC entry for `peek` (see [`Self::fast_ac`]): `Some((bits, run, value))`.
+    #[inline(always)]
+    pub(crate) fn fast_ac(&self, peek: usize) -> Option<(u32, usize, i16)> {
+        let e = self.fast_ac[peek & ((1 << LOOKUP_BITS) - 1)];
+        (e != 0).then_some((e & 31, ((e >> 8) & 15) as usize, (e >> 16) as i16))
     }
 }
 
@@ -193,6 +221,12 @@ impl<'a> BitReader<'a> {
         } else {
             v
         }
+    }
+
+    /// Peeks the next [`LOOKUP_BITS`] bits. Call [`Self::ensure`] first.
+    #[inline(always)]
+    pub(crate) fn peek(&self) -> usize {
+        (self.buf >> (64 - LOOKUP_BITS)) as usize
     }
 
     /// Decodes one Huffman symbol. Refills the buffer itself; leaves ≥ 16 bits for extra bits.
