@@ -45,6 +45,16 @@ pub fn decode(data: &[u8], info: &ImageInfo, shrink: u32) -> Result<Pixels, Erro
     })
 }
 
+/// Stage 1 for JPEG through the reduced-scale decoder only, at 1/`scale` (2, 4 or 8), without
+/// the fallback to the full decoder that [`decode`] takes: for per-scale benchmarks and the
+/// `jpeg_scaled` fuzz target. Errors name what the reduced decoder declined.
+pub fn decode_jpeg_reduced(data: &[u8], info: &ImageInfo, scale: u32) -> Result<Pixels, Error> {
+    Ok(Pixels {
+        bitmap: decode::jpeg_reduced_only(data, info, scale)?,
+        icc: None,
+    })
+}
+
 /// Stage 2: resize to exactly `target` (centre-cropping for [`Fit::Cover`]).
 pub fn resize(
     pixels: &Pixels,

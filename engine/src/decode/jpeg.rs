@@ -13,7 +13,7 @@ use zune_core::options::DecoderOptions;
 use zune_jpeg::errors::DecodeErrors;
 use zune_jpeg::JpegDecoder;
 
-use super::jpeg_scaled::{self, ColorKind};
+use super::jpeg_scaled::{self, ColorKind, ScaledError};
 use super::Decoded;
 use crate::bitmap::{Bitmap, ColorModel};
 use crate::orient::Orientation;
@@ -104,6 +104,48 @@ fn decode_scaled(
     let mut image = jpeg_scaled::decode(data, (info.width, info.height), scale, kind).ok()?;
     to_ink(&mut image.data, input, info);
     Some(Bitmap::new(
+        image.width as u32,
+        image.height as u32,
+        model,
+        image.data,
+    ))
+}
+
+/// The reduced-scale decoder alone, without the fallback: for benchmarks and fuzzing. `scale`
+/// is 2, 4 or 8.
+pub(crate) fn decode_reduced_only(
+    data: &[u8],
+    info: &ImageInfo,
+    scale: u32,
+) -> Result<Bitmap, Error> {
+    let options = DecoderOptions::default()
+        .set_max_width(usize::from(u16::MAX))
+        .set_max_height(usize::from(u16::MAX))
+        .set_strict_mode(false);
+    let mut decoder = JpegDecoder::new_with_options(ZCursor::new(data), options);
+    decoder.decode_headers().map_err(map_error)?;
+    let input = decoder.input_colorspace().unwrap_or(ColorSpace::YCbCr);
+    let (kind, model) = match input {
+        ColorSpace::Luma => (ColorKind::Gray, ColorModel::Gray),
+        ColorSpace::YCbCr => (ColorKind::YCbCr, ColorModel::Rgb),
+        ColorSpace::RGB => (ColorKind::Rgb, ColorModel::Rgb),
+        ColorSpace::CMYK | ColorSpace::YCCK => (ColorKind::Raw4, ColorModel::Cmyk),
+        other => return Err(Error::Unsupported(format!("JPEG colour space {other:?}"))),
+    };
+    let mut image =
+        jpeg_scaled::decode(data, (info.width, info.height), scale, kind).map_err(|e| match e {
+            ScaledError::Unsupported(what) => Error::Unsupported(format!("JPEG: {what}")),
+            ScaledError::Corrupt(what) => Error::Corrupt {
+                format: "jpeg",
+                detail: what.into(),
+            },
+            ScaledError::Truncated => Error::Truncated {
+                format: "jpeg",
+                detail: e.to_string(),
+            },
+        })?;
+    to_ink(&mut image.data, input, info);
+    Ok(Bitmap::new(
         image.width as u32,
         image.height as u32,
         model,

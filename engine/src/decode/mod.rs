@@ -20,6 +20,18 @@ pub(crate) struct Decoded {
     pub orientation: Orientation,
 }
 
+/// The reduced-scale JPEG decoder alone (no fallback to the full decoder), at 1/`scale`.
+pub(crate) fn jpeg_reduced_only(
+    data: &[u8],
+    info: &ImageInfo,
+    scale: u32,
+) -> Result<Bitmap, Error> {
+    if info.format != InputFormat::Jpeg {
+        return Err(Error::Unsupported("not a JPEG".into()));
+    }
+    jpeg::decode_reduced_only(data, info, scale)
+}
+
 /// Decodes `data`, reducing by up to `shrink` (integer box average) while decoding where the
 /// decoder allows it. The result is never smaller than `ceil(side / shrink)`.
 pub(crate) fn decode(data: &[u8], info: &ImageInfo, shrink: u32) -> Result<Decoded, Error> {

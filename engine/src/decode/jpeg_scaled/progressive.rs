@@ -115,6 +115,17 @@ impl AcScan<'_> {
         let block = self.coefs.block(bx, by)?;
         let mut k = self.ss;
         while k <= self.se {
+            r.ensure();
+            if let Some((bits, run, value)) = table.fast_ac(r.peek()) {
+                k += run;
+                if k > self.se {
+                    return Err(ScaledError::Corrupt("AC run past the end of the band"));
+                }
+                block[ZIGZAG[k]] = i32::from(value).wrapping_shl(self.al) as i16;
+                r.skip(bits);
+                k += 1;
+                continue;
+            }
             let sym = r.decode(table)?;
             let (run, s) = (u32::from(sym >> 4), u32::from(sym & 15));
             if s == 0 {

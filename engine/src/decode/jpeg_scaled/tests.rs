@@ -2,14 +2,21 @@
 //! same component planes (no colour conversion on either side), on the committed corpus and on
 //! synthetic JPEGs from jpeg-encoder.
 //!
-//! Tolerances (levels of 0..=255), per component plane:
-//! * components at full resolution (luma, gray, 4:4:4 chroma, CMYK): every sample within
-//!   ±[`FULL_RES_MAX`]; the float cell-average IDCT differs from a box average of zune's
-//!   integer IDCT only by rounding, except where the full decode clipped (values pushed past
-//!   0 or 255 by ringing are clipped before averaging there, after averaging here);
-//! * subsampled chroma: mean absolute difference ≤ [`CHROMA_MEAN`]; individual samples differ
-//!   more at sharp colour edges because the upsampling filter (triangle at reduced vs at full
-//!   scale) then averages different neighbours.
+//! The oracle for a reduced component plane is the mean of zune-jpeg's full-resolution plane
+//! over the cell each reduced sample covers (`scale` × `scale` samples of that component), over
+//! the cells that lie wholly inside the image: a partial cell at the right or bottom edge is the
+//! mean over the whole DCT cell, padding included, as in libjpeg's scaled output.
+//!
+//! Tolerances, in levels of 0..=255, per component plane:
+//! * components at full resolution (luma, gray, 4:4:4 chroma, CMYK): within ±[`FULL_RES_MAX`]
+//!   (measured ≤ 0.75 on the corpus: rounding only) on every cell where the full decode did not
+//!   clip, and a mean absolute difference ≤ [`FULL_RES_MEAN`] over all cells. Where ringing
+//!   pushed pixels past 0 or 255 the full decode clips before averaging and this one after, so
+//!   those cells differ by design;
+//! * subsampled chroma: within ±[`CHROMA_MAX`], mean ≤ [`CHROMA_MEAN`]. zune-jpeg's plane is
+//!   upsampled (triangle filter) before we can average it, which shifts each cell's mean by a
+//!   fraction of the local second difference; so the bound is looser, and looser still for
+//!   RGB-coded files whose subsampled G plane carries luma detail.
 
 use zune_core::bytestream::ZCursor;
 use zune_core::colorspace::ColorSpace;
@@ -19,7 +26,7 @@ use zune_jpeg::JpegDecoder;
 use super::markers::{self, Frame};
 use super::{decode, decode_planes, ColorKind, ScaledError};
 
-const FULL_RES_MAX: f64 = 3.0;
+const FULL_RES_MAX: f64 = 2.0;
 const FULL_RES_MEAN: f64 = 0.6;
 const CHROMA_MEAN: f64 = 2.5;
 const CHROMA_MAX: f64 = 12.0;
