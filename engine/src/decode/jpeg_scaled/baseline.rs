@@ -19,13 +19,12 @@ pub(super) struct SeqComp<'a> {
     pub q: &'a [u16; 64],
     pub plane: &'a mut Plane,
     pub pred: i32,
+    /// The IDCT for this component's output size, or `None` for 1×1 (DC only).
+    pub reduced: Option<Reduced>,
 }
 
 pub(super) struct Sequential<'a> {
     pub comps: Vec<SeqComp<'a>>,
-    /// Pixels per block side (1, 2 or 4).
-    pub n: usize,
-    pub reduced: Option<&'a Reduced>,
 }
 
 impl BlockDecoder for Sequential<'_> {
@@ -37,8 +36,8 @@ impl BlockDecoder for Sequential<'_> {
         bx: usize,
         by: usize,
     ) -> Result<(), ScaledError> {
-        let n = self.n;
         let c = &mut self.comps[pos];
+        let (nx, ny) = (c.plane.nx, c.plane.ny);
         let s = u32::from(r.decode(c.dc)?);
         if s > 15 {
             return Err(ScaledError::Corrupt("DC magnitude category over 15"));
@@ -46,10 +45,10 @@ impl BlockDecoder for Sequential<'_> {
         c.pred = c.pred.wrapping_add(r.receive_extend(s));
         let dc = c.pred as i16;
         let stride = c.plane.stride;
-        let Some(out) = c.plane.data.get_mut(by * n * stride + bx * n..) else {
+        let Some(out) = c.plane.data.get_mut(by * ny * stride + bx * nx..) else {
             return Err(ScaledError::Corrupt("block outside the component"));
         };
-        let Some(reduced) = self.reduced else {
+        let Some(reduced) = &c.reduced else {
             skip_ac(r, c.ac)?;
             out[0] = idct::dc_pixel(dc, c.q[0]);
             return Ok(());
@@ -91,7 +90,7 @@ impl BlockDecoder for Sequential<'_> {
         if any_ac {
             reduced.block(&coefs, c.q, out, stride);
         } else {
-            idct::fill(idct::dc_pixel(dc, c.q[0]), n, out, stride);
+            idct::fill(idct::dc_pixel(dc, c.q[0]), (nx, ny), out, stride);
         }
         Ok(())
     }

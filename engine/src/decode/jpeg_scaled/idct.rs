@@ -16,46 +16,63 @@ pub(super) fn side(scale: u32) -> usize {
     8 / scale as usize
 }
 
-/// The cell-average matrix for `n` outputs per side (n ∈ {2, 4}).
+/// The cell-average matrices for `nx`×`ny` outputs per block (each 1, 2 or 4): `nx` across
+/// (applied to the coefficients' columns u), `ny` down (rows v).
 #[derive(Debug, Clone)]
 pub(super) struct Reduced {
-    n: usize,
-    m: [[f32; 8]; 4],
+    nx: usize,
+    ny: usize,
+    mx: [[f32; 8]; 4],
+    my: [[f32; 8]; 4],
+}
+
+fn matrix(n: usize) -> [[f32; 8]; 4] {
+    let cell = 8 / n;
+    let mut m = [[0f32; 8]; 4];
+    for (j, row) in m.iter_mut().enumerate().take(n) {
+        for (u, v) in row.iter_mut().enumerate() {
+            let c = if u == 0 {
+                std::f64::consts::FRAC_1_SQRT_2
+            } else {
+                1.0
+            };
+            let mean: f64 = (j * cell..(j + 1) * cell)
+                .map(|x| ((2 * x + 1) as f64 * u as f64 * std::f64::consts::PI / 16.0).cos())
+                .sum::<f64>()
+                / cell as f64;
+            let value = 0.5 * c * mean;
+            // Exact zeros (the frequencies that average out) let the loops skip them.
+            *v = if value.abs() < 1e-9 {
+                0.0
+            } else {
+                value as f32
+            };
+        }
+    }
+    m
 }
 
 impl Reduced {
-    pub(super) fn new(n: usize) -> Self {
-        let cell = 8 / n;
-        let mut m = [[0f32; 8]; 4];
-        for (j, row) in m.iter_mut().enumerate().take(n) {
-            for (u, v) in row.iter_mut().enumerate() {
-                let c = if u == 0 {
-                    std::f64::consts::FRAC_1_SQRT_2
-                } else {
-                    1.0
-                };
-                let mean: f64 = (j * cell..(j + 1) * cell)
-                    .map(|x| ((2 * x + 1) as f64 * u as f64 * std::f64::consts::PI / 16.0).cos())
-                    .sum::<f64>()
-                    / cell as f64;
-                let value = 0.5 * c * mean;
-                // Exact zeros (the frequencies that average out) let the loops skip them.
-                *v = if value.abs() < 1e-9 {
-                    0.0
-                } else {
-                    value as f32
-                };
-            }
+    pub(super) fn new(nx: usize, ny: usize) -> Self {
+        Reduced {
+            nx,
+            ny,
+            mx: matrix(nx),
+            my: matrix(ny),
         }
-        Reduced { n, m }
+    }
+
+    /// Outputs per block across and down.
+    pub(super) fn size(&self) -> (usize, usize) {
+        (self.nx, self.ny)
     }
 
     /// Transforms one block of quantised coefficients (natural order) with quantiser `q` and
-    /// writes `n`×`n` pixels at `out[0]`, rows `stride` apart.
+    /// writes `nx`×`ny` pixels at `out[0]`, rows `stride` apart.
     #[inline]
     pub(super) fn block(&self, coefs: &[i16; 64], q: &[u16; 64], out: &mut [u8], stride: usize) {
-        let n = self.n;
-        // Row pass: R[v][j] = Σ_u M[j][u]·F[v][u], only for rows that have coefficients.
+        let (nx, ny) = (self.nx, self.ny);
+        // Row pass: R[v][j] = Σ_u Mx[j][u]·F[v][u], only for rows that have coefficients.
         let mut rows = [[0f32; 4]; 8];
         let mut live = [false; 8];
         for v in 0..8 {
@@ -69,14 +86,14 @@ impl Reduced {
             for u in 0..8 {
                 f[u] = f32::from(src[u]) * f32::from(qv[u]);
             }
-            for (r, mj) in rows[v].iter_mut().zip(&self.m).take(n) {
+            for (r, mj) in rows[v].iter_mut().zip(&self.mx).take(nx) {
                 *r = (0..8).map(|u| mj[u] * f[u]).sum();
             }
         }
-        // Column pass: out[i][j] = Σ_v M[i][v]·R[v][j] + 128.
-        for i in 0..n {
-            let mi = &self.m[i];
-            let line = &mut out[i * stride..i * stride + n];
+        // Column pass: out[i][j] = Σ_v My[i][v]·R[v][j] + 128.
+        for i in 0..ny {
+            let mi = &self.my[i];
+            let line = &mut out[i * stride..i * stride + nx];
             for (j, px) in line.iter_mut().enumerate() {
                 let mut acc = 128.5f32;
                 for v in 0..8 {
@@ -97,11 +114,11 @@ pub(super) fn dc_pixel(dc: i16, q0: u16) -> u8 {
     (v + 128).clamp(0, 255) as u8
 }
 
-/// Fills an `n`×`n` cell with one value (blocks whose AC coefficients are all zero).
+/// Fills an `nx`×`ny` cell with one value (blocks whose AC coefficients are all zero).
 #[inline]
-pub(super) fn fill(value: u8, n: usize, out: &mut [u8], stride: usize) {
-    for i in 0..n {
-        out[i * stride..i * stride + n].fill(value);
+pub(super) fn fill(value: u8, (nx, ny): (usize, usize), out: &mut [u8], stride: usize) {
+    for i in 0..ny {
+        out[i * stride..i * stride + nx].fill(value);
     }
 }
 
@@ -142,24 +159,25 @@ mod tests {
         coefs[0] = -20;
         let q = [3u16; 64];
         let full = full_idct(&coefs, &q);
-        for n in [2usize, 4] {
-            let r = Reduced::new(n);
-            let mut out = vec![0u8; n * n];
-            r.block(&coefs, &q, &mut out, n);
-            let cell = 8 / n;
-            for i in 0..n {
-                for j in 0..n {
+        for (nx, ny) in [(2usize, 2usize), (4, 4), (4, 2), (1, 2), (2, 4)] {
+            let r = Reduced::new(nx, ny);
+            let mut out = vec![0u8; nx * ny];
+            r.block(&coefs, &q, &mut out, nx);
+            let (cx, cy) = (8 / nx, 8 / ny);
+            for i in 0..ny {
+                for j in 0..nx {
                     let mut mean = 0.0;
-                    for y in i * cell..(i + 1) * cell {
-                        for x in j * cell..(j + 1) * cell {
+                    for y in i * cy..(i + 1) * cy {
+                        for x in j * cx..(j + 1) * cx {
                             mean += full[y * 8 + x];
                         }
                     }
-                    mean /= (cell * cell) as f64;
-                    let got = f64::from(out[i * n + j]);
+                    mean /= (cx * cy) as f64;
+                    let got = f64::from(out[i * nx + j]);
+                    let n = (nx, ny);
                     assert!(
                         (got - mean.clamp(0.0, 255.0)).abs() <= 0.51,
-                        "{n}: {got} vs {mean}"
+                        "{n:?}: {got} vs {mean}"
                     );
                 }
             }

@@ -93,6 +93,11 @@ pub(crate) struct ScaledImage {
 /// One component at the reduced scale, padded to whole MCUs.
 pub(crate) struct Plane {
     pub stride: usize,
+    /// Samples per block across and down (1, 2 or 4). Subsampled chroma gets more than luma
+    /// where its coefficients are decoded anyway, so its IDCT does the upsampling (as libjpeg's
+    /// DCT scaling does) and the result keeps the chroma detail a filter would blur.
+    pub nx: usize,
+    pub ny: usize,
     pub data: Vec<u8>,
 }
 
@@ -141,7 +146,6 @@ fn decode_planes(
         latched_q: Vec::new(),
         scanned: Vec::new(),
         dc_missing_bits: Vec::new(),
-        reduced: (scale != 8).then(|| idct::Reduced::new(idct::side(scale))),
     };
     d.run(data)?;
     let frame = d.frame.take().ok_or(ScaledError::Truncated)?;
@@ -172,7 +176,6 @@ struct Decoder {
     scanned: Vec<bool>,
     /// Progressive: DC bits still to come per component (its last DC scan's Al).
     dc_missing_bits: Vec<u8>,
-    reduced: Option<idct::Reduced>,
 }
 
 impl Decoder {
@@ -218,12 +221,20 @@ impl Decoder {
         self.latched_q = vec![None; count];
         self.scanned = vec![false; count];
         self.dc_missing_bits = vec![u8::MAX; count];
+        // Progressive at 1/8 reads DC only, so chroma cannot get a larger IDCT there.
+        let dc_only = frame.progressive && self.scale == 8;
         self.planes = frame
             .comps
             .iter()
-            .map(|c| Plane {
-                stride: c.alloc_x * n,
-                data: vec![0; c.alloc_x * n * c.alloc_y * n],
+            .map(|c| {
+                let grow = |ratio: usize| if dc_only { n } else { (n * ratio).min(4) };
+                let (nx, ny) = (grow(frame.hmax / c.h), grow(frame.vmax / c.v));
+                Plane {
+                    stride: c.alloc_x * nx,
+                    nx,
+                    ny,
+                    data: vec![0; c.alloc_x * nx * c.alloc_y * ny],
+                }
             })
             .collect();
         if frame.progressive {
@@ -304,13 +315,14 @@ impl Decoder {
                     .take()
                     .ok_or(ScaledError::Corrupt("component twice in one scan"))?,
                 pred: 0,
+                reduced: None,
             });
         }
-        let mut dec = baseline::Sequential {
-            comps,
-            n: self.n,
-            reduced: self.reduced.as_ref(),
-        };
+        for c in &mut comps {
+            let size = (c.plane.nx, c.plane.ny);
+            c.reduced = (size != (1, 1)).then(|| idct::Reduced::new(size.0, size.1));
+        }
+        let mut dec = baseline::Sequential { comps };
         scan::run(frame, scan, ri, reader, &mut dec)
     }
 
@@ -387,25 +399,26 @@ impl Decoder {
 
     /// Progressive: the reduced IDCT of every stored block into the planes.
     fn coefs_to_planes(&mut self, frame: &Frame) -> Result<(), ScaledError> {
-        let n = self.n;
         for (ci, c) in frame.comps.iter().enumerate() {
             let q = self.latched_q[ci].ok_or(ScaledError::Truncated)?;
             let plane = &mut self.planes[ci];
-            let stride = plane.stride;
+            let (stride, nx, ny) = (plane.stride, plane.nx, plane.ny);
+            let reduced = ((nx, ny) != (1, 1)).then(|| idct::Reduced::new(nx, ny));
             let store = &self.coefs[ci];
             for by in 0..c.alloc_y {
                 for bx in 0..c.alloc_x {
                     let start = (by * c.alloc_x + bx) * store.per_block;
                     let block = &store.data[start..start + store.per_block];
-                    let out = &mut plane.data[by * n * stride + bx * n..];
-                    match &self.reduced {
+                    let out = &mut plane.data[by * ny * stride + bx * nx..];
+                    match &reduced {
                         None => out[0] = idct::dc_pixel(block[0], q[0]),
                         Some(reduced) => {
                             let block: &[i16; 64] = block
                                 .try_into()
                                 .map_err(|_| ScaledError::Corrupt("coefficient store"))?;
                             if block[1..].iter().all(|&v| v == 0) {
-                                idct::fill(idct::dc_pixel(block[0], q[0]), n, out, stride);
+                                let dc = idct::dc_pixel(block[0], q[0]);
+                                idct::fill(dc, reduced.size(), out, stride);
                             } else {
                                 reduced.block(block, &q, out, stride);
                             }

@@ -17,12 +17,15 @@ pub(super) fn assemble(frame: &Frame, planes: &[Plane], n: usize, kind: ColorKin
         .iter()
         .zip(planes)
         .map(|(c, p)| {
+            // What the component's IDCT did not already upsample.
+            let rx = n * frame.hmax / c.h / p.nx;
+            let ry = n * frame.vmax / c.v / p.ny;
             Upsampler::new(
                 p,
-                (c.width * n).div_ceil(8),
-                (c.height * n).div_ceil(8),
-                frame.hmax / c.h,
-                frame.vmax / c.v,
+                (c.width * p.nx).div_ceil(8),
+                (c.height * p.ny).div_ceil(8),
+                rx.max(1),
+                ry.max(1),
                 width,
             )
         })

@@ -3,7 +3,8 @@
 //! synthetic JPEGs from jpeg-encoder.
 //!
 //! The oracle for a reduced component plane is the mean of zune-jpeg's full-resolution plane
-//! over the cell each reduced sample covers (`scale` × `scale` samples of that component), over
+//! over the cell each reduced sample covers (`scale` × `scale` output pixels, or more for
+//! subsampled chroma that the IDCT did not fully upsample), over
 //! the cells that lie wholly inside the image: a partial cell at the right or bottom edge is the
 //! mean over the whole DCT cell, padding included, as in libjpeg's scaled output.
 //!
@@ -107,10 +108,13 @@ struct Stats {
 fn compare_planes(data: &[u8], full: &Full, scale: u32) -> Result<Option<Vec<Stats>>, ScaledError> {
     let size = (full.width as u32, full.height as u32);
     let (frame, planes) = decode_planes(data, size, scale)?;
-    let k = scale as usize;
     let mut out = Vec::new();
     for (c, (comp, plane)) in frame.comps.iter().zip(&planes).enumerate() {
-        let (cw, ch) = (k * frame.hmax / comp.h, k * frame.vmax / comp.v);
+        // Output pixels one reduced sample covers (its IDCT may have upsampled already).
+        let (cw, ch) = (
+            8 * frame.hmax / comp.h / plane.nx,
+            8 * frame.vmax / comp.v / plane.ny,
+        );
         let (nx, ny) = (full.width / cw, full.height / ch);
         let (mut max, mut sum) = (0f64, 0f64);
         for y in 0..ny {
