@@ -10,7 +10,10 @@
 //!   Sequential blocks are reduced as they are decoded; progressive files read every scan
 //!   into a coefficient store first (the cell average needs the high odd frequencies).
 //!
-//! Chroma is upsampled at the reduced scale and converted to RGB ([`output`]); CMYK and YCCK
+//! Subsampled chroma gets a larger IDCT output than luma where its coefficients are decoded
+//! anyway (up to 4×4 per block, as libjpeg's DCT scaling does), so the IDCT itself upsamples
+//! it; what remains (and all chroma of a progressive 1/8 decode, which reads DC only) is
+//! upsampled with a triangle filter, then converted to RGB ([`output`]); CMYK and YCCK
 //! planes are handed back raw, as zune-jpeg's full decode hands them, so `decode/jpeg.rs`
 //! normalises both paths identically. Headers, ICC and EXIF stay with zune-jpeg.
 //!
