@@ -1,4 +1,4 @@
-//! Prometheus metrics, served on `/metrics`. Names are documented in `worker/README.md`.
+//! Prometheus metrics, served on `/metrics`. Names are documented in the README (section "The worker").
 
 use std::sync::Arc;
 use std::time::Duration;
