@@ -87,7 +87,7 @@ fn run(data: &[u8], request: &Request, limits: &Limits) -> Result<Vec<Thumbnail>
         .iter()
         .max_by_key(|(w, h)| u64::from(*w) * u64::from(*h))
         .expect("validated: at least one size");
-    let shrink = resize::shrink_on_load_factor(info.width, info.height, largest);
+    let shrink = resize::shrink_for(&info, largest);
     let decoded = decode::decode(data, &info, shrink)?;
 
     let mut thumbnails = Vec::with_capacity(targets.len());

@@ -9,6 +9,7 @@ use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{CropBox, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
 use crate::bitmap::{Bitmap, ColorModel};
+use crate::probe::{ImageInfo, JpegCoding};
 use crate::request::{Filter, Fit};
 use crate::Error;
 
@@ -29,6 +30,33 @@ pub fn plan(width: u32, height: u32, size: u32, fit: Fit) -> (u32, u32) {
 fn div_round(a: u64, b: u64) -> u64 {
     (a + b / 2) / b
 }
+
+/// The shrink-on-load factor for `info` and the largest `target`: libvips' rule
+/// ([`shrink_on_load_factor`]), except that a progressive JPEG is decoded at 1/8 as soon as that
+/// still leaves [`PROGRESSIVE_DC_GAP`] for the final filter. A progressive file's 1/8 decode reads
+/// only its DC scans, about a tenth of the work of 1/4, which must read every AC scan
+/// (measured: 4 ms against 69 ms on a 6.3 MP photo).
+pub(crate) fn shrink_for(info: &ImageInfo, target: (u32, u32)) -> u32 {
+    let shrink = shrink_on_load_factor(info.width, info.height, target);
+    let dc_only_fits = |side: u32, target: u32| {
+        f64::from(side) / 8.0 >= PROGRESSIVE_DC_GAP * f64::from(target.max(1))
+    };
+    if shrink < 8
+        && info.jpeg_coding == Some(JpegCoding::Progressive)
+        && dc_only_fits(info.width, target.0)
+        && dc_only_fits(info.height, target.1)
+    {
+        8
+    } else {
+        shrink
+    }
+}
+
+/// The smallest factor left for the final filter after a DC-only decode of a progressive JPEG.
+/// Measured against vipsthumbnail on the progressive photos of `../shared/corpus` at 256 px:
+/// at 1.4 every file's PSNR stays within 3.4 dB of the 2× rule's (most rise: the 6 MP
+/// `lomiri16_life` goes from 29.6 to 30.3 dB); at 1.25 the 2560 px wallpapers lose 6–9 dB.
+pub(crate) const PROGRESSIVE_DC_GAP: f64 = 1.4;
 
 /// Integer factor by which the decoder may box-reduce `width`×`height` on load while leaving
 /// at least a factor of two for the final filter to reach `target` (the libvips rule).
@@ -136,6 +164,26 @@ mod tests {
     fn shrink_leaves_a_factor_of_two() {
         assert_eq!(shrink_on_load_factor(4000, 3000, (256, 192)), 7);
         assert_eq!(shrink_on_load_factor(600, 400, (256, 171)), 1);
+    }
+
+    #[test]
+    fn progressive_jpegs_go_to_dc_only_with_a_smaller_gap() {
+        let info = |width, height, jpeg_coding| ImageInfo {
+            format: crate::InputFormat::Jpeg,
+            width,
+            height,
+            channels: 3,
+            jpeg_coding,
+            adobe_transform: None,
+        };
+        // 3088×2056 → 256×170: 1/8 gives 386×257, 1.5× the target.
+        let target = plan(3088, 2056, 256, Fit::Inside);
+        let progressive = Some(JpegCoding::Progressive);
+        assert_eq!(shrink_for(&info(3088, 2056, progressive), target), 8);
+        assert_eq!(shrink_for(&info(3088, 2056, Some(JpegCoding::Baseline)), target), 6);
+        // 2560×1600: 1/8 would leave 1.25×, too little; the 2× rule stands.
+        let target = plan(2560, 1600, 256, Fit::Inside);
+        assert_eq!(shrink_for(&info(2560, 1600, progressive), target), 5);
     }
 
     #[test]

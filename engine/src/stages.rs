@@ -31,9 +31,9 @@ impl Pixels {
 }
 
 /// Integer factor the decoder may box-reduce by on load for a `target` output (libvips' rule:
-/// leave a factor of two for the final filter).
+/// leave a factor of two for the final filter; progressive JPEGs go to 1/8 earlier).
 pub fn shrink_on_load_factor(info: &ImageInfo, target: (u32, u32)) -> u32 {
-    resize::shrink_on_load_factor(info.width, info.height, target)
+    resize::shrink_for(info, target)
 }
 
 /// Stage 1: decode, reducing by up to `shrink` while decoding where the format allows.
