@@ -180,7 +180,10 @@ mod tests {
         let target = plan(3088, 2056, 256, Fit::Inside);
         let progressive = Some(JpegCoding::Progressive);
         assert_eq!(shrink_for(&info(3088, 2056, progressive), target), 8);
-        assert_eq!(shrink_for(&info(3088, 2056, Some(JpegCoding::Baseline)), target), 6);
+        assert_eq!(
+            shrink_for(&info(3088, 2056, Some(JpegCoding::Baseline)), target),
+            6
+        );
         // 2560×1600: 1/8 would leave 1.25×, too little; the 2× rule stands.
         let target = plan(2560, 1600, 256, Fit::Inside);
         assert_eq!(shrink_for(&info(2560, 1600, progressive), target), 5);

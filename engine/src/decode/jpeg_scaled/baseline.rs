@@ -7,8 +7,7 @@
 //! for the whole image is ever held.
 
 use super::huffman::{BitReader, HuffTable};
-use super::idct::{self, Reduced};
-use super::markers::ZIGZAG;
+use super::idct::{self, AnyBasis, Basis};
 use super::scan::BlockDecoder;
 use super::{Plane, ScaledError};
 
@@ -19,8 +18,8 @@ pub(super) struct SeqComp<'a> {
     pub q: &'a [u16; 64],
     pub plane: &'a mut Plane,
     pub pred: i32,
-    /// The IDCT for this component's output size, or `None` for 1×1 (DC only).
-    pub reduced: Option<Reduced>,
+    /// The reduced IDCT for this component's output size, or `None` for 1×1 (DC only).
+    pub basis: Option<AnyBasis>,
 }
 
 pub(super) struct Sequential<'a> {
@@ -43,56 +42,21 @@ impl BlockDecoder for Sequential<'_> {
             return Err(ScaledError::Corrupt("DC magnitude category over 15"));
         }
         c.pred = c.pred.wrapping_add(r.receive_extend(s));
-        let dc = c.pred as i16;
+        let dc = i32::from(c.pred as i16);
         let stride = c.plane.stride;
         let Some(out) = c.plane.data.get_mut(by * ny * stride + bx * nx..) else {
             return Err(ScaledError::Corrupt("block outside the component"));
         };
-        let Some(reduced) = &c.reduced else {
-            skip_ac(r, c.ac)?;
-            out[0] = idct::dc_pixel(dc, c.q[0]);
-            return Ok(());
-        };
-        let mut coefs = [0i16; 64];
-        coefs[0] = dc;
-        let mut any_ac = false;
-        let mut k = 1usize;
-        while k < 64 {
-            r.ensure();
-            if let Some((bits, run, value)) = c.ac.fast_ac(r.peek()) {
-                k += run;
-                let Some(&nat) = ZIGZAG.get(k) else {
-                    return Err(ScaledError::Corrupt("AC run past the end of the block"));
-                };
-                coefs[nat] = value;
-                r.skip(bits);
-                any_ac = true;
-                k += 1;
-                continue;
+        match &c.basis {
+            None => {
+                skip_ac(r, c.ac)?;
+                out[0] = idct::dc_pixel(dc as i16, c.q[0]);
+                Ok(())
             }
-            let sym = r.decode(c.ac)?;
-            let (run, s) = (usize::from(sym >> 4), u32::from(sym & 15));
-            if s == 0 {
-                if run != 15 {
-                    break;
-                }
-                k += 16;
-                continue;
-            }
-            k += run;
-            let Some(&nat) = ZIGZAG.get(k) else {
-                return Err(ScaledError::Corrupt("AC run past the end of the block"));
-            };
-            coefs[nat] = r.receive_extend(s) as i16;
-            any_ac = true;
-            k += 1;
+            Some(AnyBasis::L4(b)) => reduce_block(r, c.ac, b, dc, out, stride),
+            Some(AnyBasis::L8(b)) => reduce_block(r, c.ac, b, dc, out, stride),
+            Some(AnyBasis::L16(b)) => reduce_block(r, c.ac, b, dc, out, stride),
         }
-        if any_ac {
-            reduced.block(&coefs, c.q, out, stride);
-        } else {
-            idct::fill(idct::dc_pixel(dc, c.q[0]), (nx, ny), out, stride);
-        }
-        Ok(())
     }
 
     fn restart(&mut self) {
@@ -100,6 +64,46 @@ impl BlockDecoder for Sequential<'_> {
             c.pred = 0;
         }
     }
+}
+
+/// Entropy-decodes a block's AC coefficients straight into its reduced IDCT: no coefficient
+/// block is stored, each non-zero coefficient is added to the output as it is read.
+#[inline(always)]
+fn reduce_block<const L: usize>(
+    r: &mut BitReader<'_>,
+    ac: &HuffTable,
+    basis: &Basis<L>,
+    dc: i32,
+    out: &mut [u8],
+    stride: usize,
+) -> Result<(), ScaledError> {
+    let mut acc = [0f32; L];
+    basis.add(&mut acc, 0, dc)?;
+    let mut k = 1usize;
+    while k < 64 {
+        r.ensure();
+        if let Some((bits, run, value)) = ac.fast_ac(r.peek()) {
+            k += run;
+            basis.add(&mut acc, k, i32::from(value))?;
+            r.skip(bits);
+            k += 1;
+            continue;
+        }
+        let sym = r.decode(ac)?;
+        let (run, s) = (usize::from(sym >> 4), u32::from(sym & 15));
+        if s == 0 {
+            if run != 15 {
+                break;
+            }
+            k += 16;
+            continue;
+        }
+        k += run;
+        basis.add(&mut acc, k, r.receive_extend(s))?;
+        k += 1;
+    }
+    basis.store(&acc, out, stride);
+    Ok(())
 }
 
 /// Entropy-decodes a block's AC symbols only to step over them.

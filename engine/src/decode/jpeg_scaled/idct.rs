@@ -11,24 +11,19 @@
 //!
 //! Floating point keeps hostile coefficients (any i16 × any u16 quantiser) free of overflow.
 
+use super::markers::ZIGZAG;
+use super::ScaledError;
+
 /// Pixels per block side at each scale.
 pub(super) fn side(scale: u32) -> usize {
     8 / scale as usize
 }
 
-/// The cell-average matrices for `nx`×`ny` outputs per block (each 1, 2 or 4): `nx` across
-/// (applied to the coefficients' columns u), `ny` down (rows v).
-#[derive(Debug, Clone)]
-pub(super) struct Reduced {
-    nx: usize,
-    ny: usize,
-    mx: [[f32; 8]; 4],
-    my: [[f32; 8]; 4],
-}
-
-fn matrix(n: usize) -> [[f32; 8]; 4] {
+/// The cell-average matrix for `n` outputs per block side (1, 2 or 4): `M[j][u]` weighs
+/// frequency `u` for output cell `j`.
+fn matrix(n: usize) -> [[f64; 8]; 4] {
     let cell = 8 / n;
-    let mut m = [[0f32; 8]; 4];
+    let mut m = [[0f64; 8]; 4];
     for (j, row) in m.iter_mut().enumerate().take(n) {
         for (u, v) in row.iter_mut().enumerate() {
             let c = if u == 0 {
@@ -40,69 +35,111 @@ fn matrix(n: usize) -> [[f32; 8]; 4] {
                 .map(|x| ((2 * x + 1) as f64 * u as f64 * std::f64::consts::PI / 16.0).cos())
                 .sum::<f64>()
                 / cell as f64;
-            let value = 0.5 * c * mean;
-            // Exact zeros (the frequencies that average out) let the loops skip them.
-            *v = if value.abs() < 1e-9 {
-                0.0
-            } else {
-                value as f32
-            };
+            *v = 0.5 * c * mean;
         }
     }
     m
 }
 
-impl Reduced {
-    pub(super) fn new(nx: usize, ny: usize) -> Self {
-        Reduced {
-            nx,
-            ny,
-            mx: matrix(nx),
-            my: matrix(ny),
-        }
-    }
+/// The reduced IDCT of one component as a sum of basis images: `zz[k]` is the `nx`×`ny` output
+/// (row-major, zero-padded to `L` lanes) of the coefficient at zigzag position `k` with value 1,
+/// dequantised. A block costs one `L`-lane multiply-add per non-zero coefficient, and most
+/// blocks have few; sequential blocks are summed while they are entropy-decoded. Measured
+/// against the separable row/column pass it replaced: the 1/4 decode of seven 4–8 MP baseline
+/// photos went from 96 to 64 ms.
+#[derive(Debug, Clone)]
+pub(super) struct Basis<const L: usize> {
+    nx: usize,
+    ny: usize,
+    zz: Box<[[f32; L]; 64]>,
+}
 
-    /// Outputs per block across and down.
-    pub(super) fn size(&self) -> (usize, usize) {
-        (self.nx, self.ny)
-    }
-
-    /// Transforms one block of quantised coefficients (natural order) with quantiser `q` and
-    /// writes `nx`×`ny` pixels at `out[0]`, rows `stride` apart.
-    #[inline]
-    pub(super) fn block(&self, coefs: &[i16; 64], q: &[u16; 64], out: &mut [u8], stride: usize) {
-        let (nx, ny) = (self.nx, self.ny);
-        // Row pass: R[v][j] = Σ_u Mx[j][u]·F[v][u], only for rows that have coefficients.
-        let mut rows = [[0f32; 4]; 8];
-        let mut live = [false; 8];
-        for v in 0..8 {
-            let src = &coefs[v * 8..v * 8 + 8];
-            if src.iter().all(|&c| c == 0) {
-                continue;
-            }
-            live[v] = true;
-            let qv = &q[v * 8..v * 8 + 8];
-            let mut f = [0f32; 8];
-            for u in 0..8 {
-                f[u] = f32::from(src[u]) * f32::from(qv[u]);
-            }
-            for (r, mj) in rows[v].iter_mut().zip(&self.mx).take(nx) {
-                *r = (0..8).map(|u| mj[u] * f[u]).sum();
-            }
-        }
-        // Column pass: out[i][j] = Σ_v My[i][v]·R[v][j] + 128.
-        for i in 0..ny {
-            let mi = &self.my[i];
-            let line = &mut out[i * stride..i * stride + nx];
-            for (j, px) in line.iter_mut().enumerate() {
-                let mut acc = 128.5f32;
-                for v in 0..8 {
-                    if live[v] {
-                        acc += mi[v] * rows[v][j];
-                    }
+impl<const L: usize> Basis<L> {
+    fn new(nx: usize, ny: usize, q: &[u16; 64]) -> Self {
+        debug_assert!(nx * ny <= L);
+        let (mx, my) = (matrix(nx), matrix(ny));
+        let mut zz = Box::new([[0f32; L]; 64]);
+        for (k, lanes) in zz.iter_mut().enumerate() {
+            let nat = ZIGZAG[k];
+            let (v, u) = (nat / 8, nat % 8);
+            for i in 0..ny {
+                for j in 0..nx {
+                    let w = f64::from(q[nat]) * my[i][v] * mx[j][u];
+                    // Exact zeros for the frequencies that average out.
+                    lanes[i * nx + j] = if w.abs() < 1e-9 { 0.0 } else { w as f32 };
                 }
-                *px = acc.clamp(0.0, 255.0) as u8;
             }
+        }
+        Basis { nx, ny, zz }
+    }
+
+    /// Adds coefficient `value` at zigzag position `k` to the block's sums.
+    #[inline(always)]
+    pub(super) fn add(&self, acc: &mut [f32; L], k: usize, value: i32) -> Result<(), ScaledError> {
+        let lanes = self
+            .zz
+            .get(k)
+            .ok_or(ScaledError::Corrupt("AC run past the end of the block"))?;
+        let value = value as f32;
+        for (a, w) in acc.iter_mut().zip(lanes) {
+            *a += value * w;
+        }
+        Ok(())
+    }
+
+    /// Writes the block's `nx`×`ny` pixels at `out[0]`, rows `stride` apart.
+    #[inline(always)]
+    pub(super) fn store(&self, acc: &[f32; L], out: &mut [u8], stride: usize) {
+        let mut px = [0u8; L];
+        for (p, a) in px.iter_mut().zip(acc) {
+            *p = (a + 128.5).clamp(0.0, 255.0) as u8;
+        }
+        for i in 0..self.ny {
+            out[i * stride..i * stride + self.nx].copy_from_slice(&px[i * self.nx..][..self.nx]);
+        }
+    }
+
+    /// Reduces a stored block of coefficients in natural order.
+    fn reduce(&self, block: &[i16; 64], out: &mut [u8], stride: usize) {
+        let mut acc = [0f32; L];
+        for (k, &nat) in ZIGZAG.iter().enumerate() {
+            if block[nat] != 0 {
+                let value = f32::from(block[nat]);
+                for (a, w) in acc.iter_mut().zip(&self.zz[k]) {
+                    *a += value * w;
+                }
+            }
+        }
+        self.store(&acc, out, stride);
+    }
+}
+
+/// A component's [`Basis`] with the fewest lanes that hold its `nx`×`ny` outputs.
+#[derive(Debug, Clone)]
+pub(super) enum AnyBasis {
+    L4(Basis<4>),
+    L8(Basis<8>),
+    L16(Basis<16>),
+}
+
+impl AnyBasis {
+    /// The basis for `nx`×`ny` outputs per block (each 1, 2 or 4) with quantiser `q`, or
+    /// `None` for 1×1, which is the DC term alone ([`dc_pixel`]).
+    pub(super) fn new(nx: usize, ny: usize, q: &[u16; 64]) -> Option<Self> {
+        Some(match nx * ny {
+            1 => return None,
+            2..=4 => AnyBasis::L4(Basis::new(nx, ny, q)),
+            8 => AnyBasis::L8(Basis::new(nx, ny, q)),
+            _ => AnyBasis::L16(Basis::new(nx, ny, q)),
+        })
+    }
+
+    /// Reduces a stored block of coefficients in natural order into `out`.
+    pub(super) fn reduce(&self, block: &[i16; 64], out: &mut [u8], stride: usize) {
+        match self {
+            AnyBasis::L4(b) => b.reduce(block, out, stride),
+            AnyBasis::L8(b) => b.reduce(block, out, stride),
+            AnyBasis::L16(b) => b.reduce(block, out, stride),
         }
     }
 }
@@ -112,14 +149,6 @@ impl Reduced {
 pub(super) fn dc_pixel(dc: i16, q0: u16) -> u8 {
     let v = (i32::from(dc) * i32::from(q0) + 4) >> 3;
     (v + 128).clamp(0, 255) as u8
-}
-
-/// Fills an `nx`×`ny` cell with one value (blocks whose AC coefficients are all zero).
-#[inline]
-pub(super) fn fill(value: u8, (nx, ny): (usize, usize), out: &mut [u8], stride: usize) {
-    for i in 0..ny {
-        out[i * stride..i * stride + nx].fill(value);
-    }
 }
 
 #[cfg(test)]
@@ -160,9 +189,9 @@ mod tests {
         let q = [3u16; 64];
         let full = full_idct(&coefs, &q);
         for (nx, ny) in [(2usize, 2usize), (4, 4), (4, 2), (1, 2), (2, 4)] {
-            let r = Reduced::new(nx, ny);
+            let basis = AnyBasis::new(nx, ny, &q).unwrap();
             let mut out = vec![0u8; nx * ny];
-            r.block(&coefs, &q, &mut out, nx);
+            basis.reduce(&coefs, &mut out, nx);
             let (cx, cy) = (8 / nx, 8 / ny);
             for i in 0..ny {
                 for j in 0..nx {

@@ -318,12 +318,11 @@ impl Decoder {
                     .take()
                     .ok_or(ScaledError::Corrupt("component twice in one scan"))?,
                 pred: 0,
-                reduced: None,
+                basis: None,
             });
         }
         for c in &mut comps {
-            let size = (c.plane.nx, c.plane.ny);
-            c.reduced = (size != (1, 1)).then(|| idct::Reduced::new(size.0, size.1));
+            c.basis = idct::AnyBasis::new(c.plane.nx, c.plane.ny, c.q);
         }
         let mut dec = baseline::Sequential { comps };
         scan::run(frame, scan, ri, reader, &mut dec)
@@ -406,25 +405,20 @@ impl Decoder {
             let q = self.latched_q[ci].ok_or(ScaledError::Truncated)?;
             let plane = &mut self.planes[ci];
             let (stride, nx, ny) = (plane.stride, plane.nx, plane.ny);
-            let reduced = ((nx, ny) != (1, 1)).then(|| idct::Reduced::new(nx, ny));
+            let basis = idct::AnyBasis::new(nx, ny, &q);
             let store = &self.coefs[ci];
             for by in 0..c.alloc_y {
                 for bx in 0..c.alloc_x {
                     let start = (by * c.alloc_x + bx) * store.per_block;
                     let block = &store.data[start..start + store.per_block];
                     let out = &mut plane.data[by * ny * stride + bx * nx..];
-                    match &reduced {
+                    match &basis {
                         None => out[0] = idct::dc_pixel(block[0], q[0]),
-                        Some(reduced) => {
+                        Some(basis) => {
                             let block: &[i16; 64] = block
                                 .try_into()
                                 .map_err(|_| ScaledError::Corrupt("coefficient store"))?;
-                            if block[1..].iter().all(|&v| v == 0) {
-                                let dc = idct::dc_pixel(block[0], q[0]);
-                                idct::fill(dc, reduced.size(), out, stride);
-                            } else {
-                                reduced.block(block, &q, out, stride);
-                            }
+                            basis.reduce(block, out, stride);
                         }
                     }
                 }
