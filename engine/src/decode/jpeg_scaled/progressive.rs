@@ -27,6 +27,14 @@ impl Coefs {
             .get_mut(start..start + self.per_block)
             .ok_or(ScaledError::Corrupt("block outside the component"))
     }
+
+    /// A whole block of a 64-coefficient store (AC scans; at 1/8 they are never decoded).
+    #[inline(always)]
+    fn block64(&mut self, bx: usize, by: usize) -> Result<&mut [i16; 64], ScaledError> {
+        self.block(bx, by)?
+            .try_into()
+            .map_err(|_| ScaledError::Corrupt("AC scan into a DC-only store"))
+    }
 }
 
 /// A DC scan (first pass or refinement) over one or more components.
@@ -112,7 +120,7 @@ impl AcScan<'_> {
             return Ok(());
         }
         let table = self.table.ok_or(ScaledError::Corrupt("missing AC table"))?;
-        let block = self.coefs.block(bx, by)?;
+        let block = self.coefs.block64(bx, by)?;
         let mut k = self.ss;
         while k <= self.se {
             r.ensure();
@@ -121,7 +129,7 @@ impl AcScan<'_> {
                 if k > self.se {
                     return Err(ScaledError::Corrupt("AC run past the end of the band"));
                 }
-                block[ZIGZAG[k]] = i32::from(value).wrapping_shl(self.al) as i16;
+                block[ZIGZAG[k & 63]] = i32::from(value).wrapping_shl(self.al) as i16;
                 r.skip(bits);
                 k += 1;
                 continue;
@@ -144,7 +152,7 @@ impl AcScan<'_> {
             if k > self.se {
                 return Err(ScaledError::Corrupt("AC run past the end of the band"));
             }
-            block[ZIGZAG[k]] = r.receive_extend(s).wrapping_shl(self.al) as i16;
+            block[ZIGZAG[k & 63]] = r.receive_extend(s).wrapping_shl(self.al) as i16;
             k += 1;
         }
         Ok(())
@@ -155,7 +163,7 @@ impl AcScan<'_> {
         let p1 = 1i16.wrapping_shl(self.al);
         let m1 = (-1i16).wrapping_shl(self.al);
         let (se, mut k) = (self.se, self.ss);
-        let block = self.coefs.block(bx, by)?;
+        let block = self.coefs.block64(bx, by)?;
         if self.eobrun == 0 {
             let table = self.table.ok_or(ScaledError::Corrupt("missing AC table"))?;
             while k <= se {
@@ -177,7 +185,7 @@ impl AcScan<'_> {
                 }
                 // Step over already-nonzero coefficients (refining them) and `run` zeros.
                 while k <= se {
-                    let coef = &mut block[ZIGZAG[k]];
+                    let coef = &mut block[ZIGZAG[k & 63]];
                     if *coef != 0 {
                         if r.bit() && *coef & p1 == 0 {
                             *coef = if *coef >= 0 {
@@ -205,7 +213,7 @@ impl AcScan<'_> {
         }
         if self.eobrun > 0 {
             while k <= se {
-                let coef = &mut block[ZIGZAG[k]];
+                let coef = &mut block[ZIGZAG[k & 63]];
                 if *coef != 0 && r.bit() && *coef & p1 == 0 {
                     *coef = if *coef >= 0 {
                         coef.wrapping_add(p1)
