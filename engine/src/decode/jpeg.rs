@@ -2,8 +2,8 @@
 //! here, because the colour stage converts them through a CMYK profile (a naive formula renders
 //! print colours visibly wrong).
 //!
-//! When the engine shrinks on load by 4 or more, the pixels come from the reduced-scale decoder
-//! in [`super::jpeg_scaled`] at 1/4 or 1/8 (the largest that does not exceed the shrink factor;
+//! When the engine shrinks on load by 2 or more, the pixels come from the reduced-scale decoder
+//! in [`super::jpeg_scaled`] at 1/2, 1/4 or 1/8 (the largest that does not exceed the shrink factor;
 //! `resize.rs` does the rest). zune-jpeg still reads the headers (colour space, ICC,
 //! EXIF) and decodes in full whatever the reduced decoder declines.
 
@@ -72,14 +72,15 @@ pub(super) fn decode(data: &[u8], info: &ImageInfo, shrink: u32) -> Result<Decod
     })
 }
 
-/// The DCT scale for a shrink-on-load factor: the largest of 8 and 4 not above it (so at least
-/// the factor of two `shrink` leaves for the final filter remains), or `None`.
+/// The DCT scale for a shrink-on-load factor: the largest of 8, 4 and 2 not above it (so at
+/// least the factor of two `shrink` leaves for the final filter remains), or `None`.
 ///
-/// 1/2 is left to the full decoder: measured with `benches/jpeg_scaled.rs`, the reduced
-/// decoder's 4×4 cell-average IDCT (scalar float) makes its 1/2 decode slower than zune-jpeg's
-/// SIMD full decode (27 ms vs 20 ms on a 6.4 MP baseline file), while 1/4 and 1/8 are faster.
+/// 1/2 joined once the reduced IDCT became a sparse basis sum: measured with
+/// `engine/examples/decode_timing.rs` on the small and mid JPEGs of `../shared/corpus`, the 1/2
+/// decode is 5–20 % faster than zune-jpeg's full SIMD decode on most files (baseline and
+/// progressive) and holds a quarter of the pixels.
 fn dct_scale(shrink: u32) -> Option<u32> {
-    [8, 4].into_iter().find(|&k| k <= shrink)
+    [8, 4, 2].into_iter().find(|&k| k <= shrink)
 }
 
 /// The reduced-scale decode, or `None` when the full decoder must do it (see the fallback

@@ -186,19 +186,13 @@ impl AcScan<'_> {
                 // Step over already-nonzero coefficients (refining them) and `run` zeros.
                 while k <= se {
                     let coef = &mut block[ZIGZAG[k & 63]];
-                    if *coef != 0 {
-                        if r.bit() && *coef & p1 == 0 {
-                            *coef = if *coef >= 0 {
-                                coef.wrapping_add(p1)
-                            } else {
-                                coef.wrapping_add(m1)
-                            };
-                        }
-                    } else {
+                    if *coef == 0 {
                         if run == 0 {
                             break;
                         }
                         run -= 1;
+                    } else {
+                        *coef = correct(r, *coef, p1);
                     }
                     k += 1;
                 }
@@ -214,12 +208,8 @@ impl AcScan<'_> {
         if self.eobrun > 0 {
             while k <= se {
                 let coef = &mut block[ZIGZAG[k & 63]];
-                if *coef != 0 && r.bit() && *coef & p1 == 0 {
-                    *coef = if *coef >= 0 {
-                        coef.wrapping_add(p1)
-                    } else {
-                        coef.wrapping_add(m1)
-                    };
+                if *coef != 0 {
+                    *coef = correct(r, *coef, p1);
                 }
                 k += 1;
             }
@@ -227,4 +217,13 @@ impl AcScan<'_> {
         }
         Ok(())
     }
+}
+
+/// Refines a non-zero coefficient by one correction bit, without branching on the bit.
+#[inline(always)]
+fn correct(r: &mut BitReader<'_>, coef: i16, p1: i16) -> i16 {
+    let bit = r.bit();
+    let apply = bit & (coef & p1 == 0);
+    let step = if coef >= 0 { p1 } else { p1.wrapping_neg() };
+    coef.wrapping_add(if apply { step } else { 0 })
 }
