@@ -409,14 +409,6 @@ mod quality {
             NoThumbnail(ErrorKind::Unsupported),
             "arithmetic coding",
         ),
-        // ENGINE BUG: rows below ~30% come out flat grey. zune-jpeg (non-strict) gives up at
-        // the 1214 extraneous bytes before an RST marker where libjpeg resynchronises on the
-        // marker and decodes the rest.
-        (
-            "pil_hopper_bad_exif.jpg",
-            MinPsnr(9.5),
-            "junk before RST: decoding stops",
-        ),
         // Not an engine bug: the reference is off. libvips 8.14 leaves this 400 KB embedded
         // profile unapplied (its thumbnail is within 35 dB of the raw, unconverted pixels); the
         // engine's moxcms conversion agrees with lcms2 through Pillow's ImageCms at 35.4 dB.

@@ -34,20 +34,50 @@ pub(super) fn decode(data: &[u8], info: &ImageInfo, shrink: u32) -> Result<Decod
     let mut decoder = JpegDecoder::new_with_options(ZCursor::new(data), options);
     decoder.decode_headers().map_err(map_error)?;
     let input = decoder.input_colorspace().unwrap_or(ColorSpace::YCbCr);
-    let (out, model) = match input {
-        ColorSpace::Luma => (ColorSpace::Luma, ColorModel::Gray),
-        ColorSpace::CMYK => (ColorSpace::CMYK, ColorModel::Cmyk),
-        ColorSpace::YCCK => (ColorSpace::YCCK, ColorModel::Cmyk),
-        _ => (ColorSpace::RGB, ColorModel::Rgb),
+    let model = match input {
+        ColorSpace::Luma => ColorModel::Gray,
+        ColorSpace::CMYK | ColorSpace::YCCK => ColorModel::Cmyk,
+        _ => ColorModel::Rgb,
     };
-    if let Some(bitmap) = decode_scaled(data, info, shrink, input, model) {
-        return Ok(Decoded {
-            bitmap,
-            icc: decoder.icc_profile(),
-            orientation: orientation(&decoder),
-        });
-    }
-    decoder.set_options(options.jpeg_set_out_colorspace(out));
+    let scale = dct_scale(shrink);
+    let reduced = scale.and_then(|scale| decode_scaled(data, info, scale, input, model));
+    let bitmap = match reduced {
+        Some(bitmap) => bitmap,
+        None => decode_full(data, info, options.set_strict_mode(true), input, model).or_else(
+            |_strict| {
+                // zune-jpeg (even lenient) stops at damage libjpeg steps over, such as junk
+                // before a restart marker; our decoder at full scale resynchronises there. It
+                // is tried only when it has not just declined the file at a reduced scale.
+                scale
+                    .is_none()
+                    .then(|| decode_scaled(data, info, 1, input, model))
+                    .flatten()
+                    .map_or_else(|| decode_full(data, info, options, input, model), Ok)
+            },
+        )?,
+    };
+    Ok(Decoded {
+        bitmap,
+        icc: decoder.icc_profile(),
+        orientation: orientation(&decoder),
+    })
+}
+
+/// zune-jpeg's full-size decode with `options` (strict or lenient).
+fn decode_full(
+    data: &[u8],
+    info: &ImageInfo,
+    options: DecoderOptions,
+    input: ColorSpace,
+    model: ColorModel,
+) -> Result<Bitmap, Error> {
+    let out = match model {
+        ColorModel::Gray => ColorSpace::Luma,
+        ColorModel::Cmyk => input,
+        _ => ColorSpace::RGB,
+    };
+    let mut decoder =
+        JpegDecoder::new_with_options(ZCursor::new(data), options.jpeg_set_out_colorspace(out));
     decoder.decode_headers().map_err(map_error)?;
     let (width, height) = decoder
         .dimensions()
@@ -63,13 +93,8 @@ pub(super) fn decode(data: &[u8], info: &ImageInfo, shrink: u32) -> Result<Decod
     }
     let mut pixels = vec![0u8; size];
     decoder.decode_into(&mut pixels).map_err(map_error)?;
-
     to_ink(&mut pixels, input, info);
-    Ok(Decoded {
-        bitmap: Bitmap::new(width as u32, height as u32, model, pixels),
-        icc: decoder.icc_profile(),
-        orientation: orientation(&decoder),
-    })
+    Ok(Bitmap::new(width as u32, height as u32, model, pixels))
 }
 
 /// The DCT scale for a shrink-on-load factor: the largest of 8, 4 and 2 not above it (so at
@@ -88,11 +113,10 @@ fn dct_scale(shrink: u32) -> Option<u32> {
 fn decode_scaled(
     data: &[u8],
     info: &ImageInfo,
-    shrink: u32,
+    scale: u32,
     input: ColorSpace,
     model: ColorModel,
 ) -> Option<Bitmap> {
-    let scale = dct_scale(shrink)?;
     if !matches!(
         info.jpeg_coding,
         Some(JpegCoding::Baseline | JpegCoding::Progressive)

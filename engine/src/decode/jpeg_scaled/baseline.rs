@@ -56,6 +56,7 @@ impl BlockDecoder for Sequential<'_> {
             Some(AnyBasis::L4(b)) => reduce_block(r, c.ac, b, dc, out, stride),
             Some(AnyBasis::L8(b)) => reduce_block(r, c.ac, b, dc, out, stride),
             Some(AnyBasis::L16(b)) => reduce_block(r, c.ac, b, dc, out, stride),
+            Some(AnyBasis::L64(b)) => reduce_block(r, c.ac, b, dc, out, stride),
         }
     }
 
@@ -63,6 +64,20 @@ impl BlockDecoder for Sequential<'_> {
         for c in &mut self.comps {
             c.pred = 0;
         }
+    }
+
+    fn missing(&mut self, pos: usize, bx: usize, by: usize) -> Result<(), ScaledError> {
+        let plane = &mut *self.comps[pos].plane;
+        let (nx, ny, stride) = (plane.nx, plane.ny, plane.stride);
+        for y in 0..ny {
+            let start = (by * ny + y) * stride + bx * nx;
+            plane
+                .data
+                .get_mut(start..start + nx)
+                .ok_or(ScaledError::Corrupt("block outside the component"))?
+                .fill(128);
+        }
+        Ok(())
     }
 }
 
@@ -78,13 +93,13 @@ fn reduce_block<const L: usize>(
     stride: usize,
 ) -> Result<(), ScaledError> {
     let mut acc = [0f32; L];
-    basis.add(&mut acc, 0, dc)?;
+    basis.add(&mut acc, 0, dc);
     let mut k = 1usize;
     while k < 64 {
         r.ensure();
         if let Some((bits, run, value)) = ac.fast_ac(r.peek()) {
             k += run;
-            basis.add(&mut acc, k, i32::from(value))?;
+            basis.add(&mut acc, k, i32::from(value));
             r.skip(bits);
             k += 1;
             continue;
@@ -99,7 +114,7 @@ fn reduce_block<const L: usize>(
             continue;
         }
         k += run;
-        basis.add(&mut acc, k, r.receive_extend(s))?;
+        basis.add(&mut acc, k, r.receive_extend(s));
         k += 1;
     }
     basis.store(&acc, out, stride);

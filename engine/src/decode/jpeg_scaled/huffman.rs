@@ -242,6 +242,10 @@ impl<'a> BitReader<'a> {
         self.decode_slow(table)
     }
 
+    /// Codes longer than the lookup. A bit pattern that is no code of the table (damaged data)
+    /// decodes as symbol 0 after consuming 17 bits, as libjpeg does ("fake a zero as the safest
+    /// result"): 0 is a zero DC difference or an end of block, and decoding goes on to the next
+    /// restart marker, where it resynchronises.
     #[cold]
     fn decode_slow(&mut self, table: &HuffTable) -> Result<u8, ScaledError> {
         let word = (self.buf >> 48) as i32;
@@ -250,14 +254,11 @@ impl<'a> BitReader<'a> {
             if code <= table.maxcode[len] {
                 self.skip(len as u32);
                 let index = code + table.valoffset[len];
-                return table
-                    .values
-                    .get(index as usize)
-                    .copied()
-                    .ok_or(ScaledError::Corrupt("bad Huffman code"));
+                return Ok(table.values.get(index as usize).copied().unwrap_or(0));
             }
         }
-        Err(ScaledError::Corrupt("bad Huffman code"))
+        self.skip(17);
+        Ok(0)
     }
 
     /// Whether the decoding so far consumed bits the data did not have (truncated or
@@ -266,8 +267,9 @@ impl<'a> BitReader<'a> {
         u64::from(self.bits) < u64::from(self.padding) * 8
     }
 
-    /// Handles a restart marker: drops the buffered bits and moves past the next RSTn.
-    /// Returns `false` when no restart marker follows (corrupt or truncated data).
+    /// Handles a restart marker: drops the buffered bits and moves past the next RSTn, skipping
+    /// junk before it (and forgetting any bits the damaged interval lacked). Returns `false`
+    /// when no restart marker follows (truncated data, or a real marker such as EOI).
     pub(crate) fn restart(&mut self) -> bool {
         self.buf = 0;
         self.bits = 0;
@@ -288,7 +290,9 @@ impl<'a> BitReader<'a> {
                     self.at_marker = false;
                     return true;
                 }
-                Some(0x00) | Some(0xFF) => self.pos += 1,
+                // Stuffing, fill bytes and codes that are no marker (junk, as libjpeg's
+                // resynchronisation discards them).
+                Some(0x00..=0xBF) | Some(0xFF) => self.pos += 1,
                 _ => return false,
             }
         }

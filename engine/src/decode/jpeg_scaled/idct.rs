@@ -12,18 +12,18 @@
 //! Floating point keeps hostile coefficients (any i16 × any u16 quantiser) free of overflow.
 
 use super::markers::ZIGZAG;
-use super::ScaledError;
 
 /// Pixels per block side at each scale.
 pub(super) fn side(scale: u32) -> usize {
     8 / scale as usize
 }
 
-/// The cell-average matrix for `n` outputs per block side (1, 2 or 4): `M[j][u]` weighs
+/// The cell-average matrix for `n` outputs per block side (1, 2, 4 or 8; at 8 each cell is one
+/// pixel and this is the plain IDCT): `M[j][u]` weighs
 /// frequency `u` for output cell `j`.
-fn matrix(n: usize) -> [[f64; 8]; 4] {
+fn matrix(n: usize) -> [[f64; 8]; 8] {
     let cell = 8 / n;
-    let mut m = [[0f64; 8]; 4];
+    let mut m = [[0f64; 8]; 8];
     for (j, row) in m.iter_mut().enumerate().take(n) {
         for (u, v) in row.iter_mut().enumerate() {
             let c = if u == 0 {
@@ -84,18 +84,16 @@ impl<const L: usize> Basis<L> {
         }
     }
 
-    /// Adds coefficient `value` at zigzag position `k` to the block's sums.
+    /// Adds coefficient `value` at zigzag position `k` to the block's sums. A position past the
+    /// block (a run that overshoots, in damaged data) is dropped, as libjpeg drops it.
     #[inline(always)]
-    pub(super) fn add(&self, acc: &mut [f32; L], k: usize, value: i32) -> Result<(), ScaledError> {
-        let lanes = self
-            .zz
-            .get(k)
-            .ok_or(ScaledError::Corrupt("AC run past the end of the block"))?;
-        let value = value as f32;
-        for (a, w) in acc.iter_mut().zip(lanes) {
-            *a += value * w;
+    pub(super) fn add(&self, acc: &mut [f32; L], k: usize, value: i32) {
+        if let Some(lanes) = self.zz.get(k) {
+            let value = value as f32;
+            for (a, w) in acc.iter_mut().zip(lanes) {
+                *a += value * w;
+            }
         }
-        Ok(())
     }
 
     /// Writes the block's `nx`×`ny` pixels at `out[0]`, rows `stride` apart.
@@ -135,17 +133,19 @@ pub(super) enum AnyBasis {
     L4(Basis<4>),
     L8(Basis<8>),
     L16(Basis<16>),
+    L64(Basis<64>),
 }
 
 impl AnyBasis {
-    /// The basis for `nx`×`ny` outputs per block (each 1, 2 or 4) with quantiser `q`, or
+    /// The basis for `nx`×`ny` outputs per block (each 1, 2, 4 or 8) with quantiser `q`, or
     /// `None` for 1×1, which is the DC term alone ([`dc_pixel`]).
     pub(super) fn new(nx: usize, ny: usize, q: &[u16; 64]) -> Option<Self> {
         Some(match nx * ny {
             1 => return None,
             2..=4 => AnyBasis::L4(Basis::new(nx, ny, q)),
             8 => AnyBasis::L8(Basis::new(nx, ny, q)),
-            _ => AnyBasis::L16(Basis::new(nx, ny, q)),
+            16 => AnyBasis::L16(Basis::new(nx, ny, q)),
+            _ => AnyBasis::L64(Basis::new(nx, ny, q)),
         })
     }
 
@@ -155,6 +155,7 @@ impl AnyBasis {
             AnyBasis::L4(b) => b.reduce(block, out, stride),
             AnyBasis::L8(b) => b.reduce(block, out, stride),
             AnyBasis::L16(b) => b.reduce(block, out, stride),
+            AnyBasis::L64(b) => b.reduce(block, out, stride),
         }
     }
 }

@@ -17,6 +17,10 @@
 //! planes are handed back raw, as zune-jpeg's full decode hands them, so `decode/jpeg.rs`
 //! normalises both paths identically. Headers, ICC and EXIF stay with zune-jpeg.
 //!
+//! * **1 (full size)** — the 8×8 basis is the plain IDCT. Not used for speed (zune-jpeg's SIMD
+//!   decoder is faster) but as the lenient path for damaged files zune-jpeg rejects in strict
+//!   mode: like libjpeg, this decoder resynchronises at the next restart marker after junk.
+//!
 //! # What falls back to the full decoder
 //! Every [`ScaledError`] makes the caller use zune-jpeg's full decode instead, so an
 //! unsupported or damaged file never yields a wrong picture from this path:
@@ -25,8 +29,11 @@
 //!   SOF13–15), 12- and 16-bit precision, DNL-defined heights, a second frame header;
 //! * 2-component frames and non-integer subsampling ratios (e.g. h = 3 next to h = 2);
 //! * a colour space whose channel count disagrees with the frame (decided by zune-jpeg);
-//! * corrupt data: bad tables or Huffman codes, a block index outside the frame, missing
-//!   restart markers, a scan that names a missing table;
+//! * corrupt data: bad tables, a block index outside the frame, missing restart markers, a
+//!   scan that names a missing table. Damage inside entropy-coded data is handled as libjpeg
+//!   handles it: a bit pattern that is no Huffman code reads as symbol 0, a run past the end
+//!   of a block ends it, and with restart markers the rest of a damaged interval is grey and
+//!   decoding resumes at the next marker (junk before it is skipped);
 //! * truncation inside a scan this path needs (a sequential file cut short, or a progressive
 //!   file cut inside its DC scans at 1/8). A progressive file cut anywhere after its DC scans
 //!   still yields a 1/8 thumbnail; at 1/4 and 1/2, one cut between two scans yields the
@@ -96,7 +103,7 @@ pub(crate) struct ScaledImage {
 /// One component at the reduced scale, padded to whole MCUs.
 pub(crate) struct Plane {
     pub stride: usize,
-    /// Samples per block across and down (1, 2 or 4). Subsampled chroma gets more than luma
+    /// Samples per block across and down (1, 2, 4 or 8). Subsampled chroma gets more than luma
     /// where its coefficients are decoded anyway, so its IDCT does the upsampling (as libjpeg's
     /// DCT scaling does) and the result keeps the chroma detail a filter would blur.
     pub nx: usize,
@@ -104,7 +111,7 @@ pub(crate) struct Plane {
     pub data: Vec<u8>,
 }
 
-/// Decodes `data` at 1/`scale` (`scale` ∈ {2, 4, 8}) of `expect` = (width, height), the size
+/// Decodes `data` at 1/`scale` (`scale` ∈ {1, 2, 4, 8}) of `expect` = (width, height), the size
 /// the engine's probe read and admitted. The output is `ceil(width / scale)` ×
 /// `ceil(height / scale)`.
 pub(crate) fn decode(
@@ -129,8 +136,10 @@ fn decode_planes(
     expect: (u32, u32),
     scale: u32,
 ) -> Result<(Frame, Vec<Plane>), ScaledError> {
-    if !matches!(scale, 2 | 4 | 8) {
-        return Err(ScaledError::Unsupported("scale other than 1/2, 1/4, 1/8"));
+    if !matches!(scale, 1 | 2 | 4 | 8) {
+        return Err(ScaledError::Unsupported(
+            "scale other than 1, 1/2, 1/4, 1/8",
+        ));
     }
     if !data.starts_with(&[0xFF, 0xD8]) {
         return Err(ScaledError::Corrupt("no SOI marker"));
@@ -230,7 +239,13 @@ impl Decoder {
             .comps
             .iter()
             .map(|c| {
-                let grow = |ratio: usize| if dc_only { n } else { (n * ratio).min(4) };
+                let grow = |ratio: usize| {
+                    if dc_only {
+                        n
+                    } else {
+                        (n * ratio).min(n.max(4))
+                    }
+                };
                 let (nx, ny) = (grow(frame.hmax / c.h), grow(frame.vmax / c.v));
                 Plane {
                     stride: c.alloc_x * nx,

@@ -18,10 +18,17 @@ pub(super) trait BlockDecoder {
     ) -> Result<(), ScaledError>;
     /// Resets the DC predictors and the EOB run at a restart marker.
     fn restart(&mut self);
+    /// Marks a block whose data is missing (the rest of a damaged restart interval): libjpeg
+    /// leaves such blocks all-zero, uniform grey. Stores of coefficients are zero already.
+    fn missing(&mut self, _pos: usize, _bx: usize, _by: usize) -> Result<(), ScaledError> {
+        Ok(())
+    }
 }
 
 /// Runs `dec` over every block of `scan`. Returns an error when the data runs out (or hits a
-/// marker) before the scan's last block, or when an expected restart marker is missing.
+/// marker) before the scan's last block, or when an expected restart marker is missing. As in
+/// libjpeg, an interval whose data runs out early (junk, a stray marker) is grey from there
+/// and decoding resumes at the next restart marker.
 pub(super) fn run(
     frame: &Frame,
     scan: &Scan,
@@ -39,13 +46,14 @@ pub(super) fn run(
     let mut left = restart_interval;
     for my in 0..units_y {
         // Stop early on data that ran out long ago rather than decoding zeros to the end.
-        if r.overran() {
+        // With restart markers, a damaged interval is left to the resynchronisation below.
+        if restart_interval == 0 && r.overran() {
             return Err(ScaledError::Truncated);
         }
         for mx in 0..units_x {
             if restart_interval > 0 {
                 if left == 0 {
-                    if r.overran() || !r.restart() {
+                    if !r.restart() {
                         return Err(ScaledError::Truncated);
                     }
                     dec.restart();
@@ -53,21 +61,29 @@ pub(super) fn run(
                 }
                 left -= 1;
             }
+            let damaged = restart_interval > 0 && r.overran();
+            let mut unit = |pos, bx, by| {
+                if damaged {
+                    dec.missing(pos, bx, by)
+                } else {
+                    dec.block(r, pos, bx, by)
+                }
+            };
             if interleaved {
                 for (pos, sc) in scan.comps.iter().enumerate() {
                     let c = &frame.comps[sc.index];
                     for by in 0..c.v {
                         for bx in 0..c.h {
-                            dec.block(r, pos, mx * c.h + bx, my * c.v + by)?;
+                            unit(pos, mx * c.h + bx, my * c.v + by)?;
                         }
                     }
                 }
             } else {
-                dec.block(r, 0, mx, my)?;
+                unit(0, mx, my)?;
             }
         }
     }
-    if r.overran() {
+    if restart_interval == 0 && r.overran() {
         return Err(ScaledError::Truncated);
     }
     Ok(())

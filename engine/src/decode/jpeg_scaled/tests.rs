@@ -52,6 +52,16 @@ fn zune_full(data: &[u8]) -> Option<Full> {
         .flatten()
 }
 
+/// Whether zune-jpeg's strict mode rejects the file's data.
+fn zune_strict_refuses(data: &[u8]) -> bool {
+    let options = DecoderOptions::default()
+        .set_max_width(65535)
+        .set_max_height(65535)
+        .set_strict_mode(true);
+    let mut d = JpegDecoder::new_with_options(ZCursor::new(data), options);
+    std::panic::catch_unwind(move || d.decode().is_err()).unwrap_or(true)
+}
+
 fn zune_full_inner(data: &[u8]) -> Option<Full> {
     let options = DecoderOptions::default()
         .set_max_width(65535)
@@ -210,6 +220,7 @@ fn corpus_matches_area_average_of_full_decode() {
     let mut failures = Vec::new();
     let mut checked = 0;
     let mut declined = Vec::new();
+    let mut damaged = Vec::new();
     for (name, data) in corpus_jpegs() {
         // Refused by the engine's limits before decoding: nothing to compare.
         if data.len() > 3 << 20 || name.contains("bomb") || name.contains("sof_lie") {
@@ -218,6 +229,13 @@ fn corpus_matches_area_average_of_full_decode() {
         let Some(full) = zune_full(&data) else {
             continue;
         };
+        // Damaged entropy data (zune-jpeg's strict mode refuses it): zune's lenient picture
+        // is its own guess, not a reference (it stops where libjpeg resynchronises). Those
+        // files are held to vipsthumbnail's pictures in the tests crate instead.
+        if zune_strict_refuses(&data) && !name.contains("zeroed4k") {
+            damaged.push(name);
+            continue;
+        }
         if full.width * full.height > 40_000_000 {
             continue;
         }
@@ -235,6 +253,11 @@ fn corpus_matches_area_average_of_full_decode() {
         }
     }
     eprintln!("checked {checked}; declined (full decoder used): {declined:?}");
+    eprintln!("damaged, no zune-jpeg reference: {damaged:?}");
+    assert!(
+        damaged.len() <= 2,
+        "more damaged files than expected: {damaged:?}"
+    );
     assert!(failures.is_empty(), "{failures:#?}");
     assert!(checked >= 90, "only {checked} file×scale checks ran");
 }
