@@ -43,18 +43,23 @@ pub(super) fn decode(data: &[u8], info: &ImageInfo, shrink: u32) -> Result<Decod
     let reduced = scale.and_then(|scale| decode_scaled(data, info, scale, input, model));
     let bitmap = match reduced {
         Some(bitmap) => bitmap,
-        None => decode_full(data, info, options.set_strict_mode(true), input, model).or_else(
-            |_strict| {
-                // zune-jpeg (even lenient) stops at damage libjpeg steps over, such as junk
-                // before a restart marker; our decoder at full scale resynchronises there. It
-                // is tried only when it has not just declined the file at a reduced scale.
-                scale
-                    .is_none()
+        None => {
+            let strict = options.set_strict_mode(true);
+            decode_full(data, info, strict, input, model).or_else(|_| {
+                // zune-jpeg (even lenient) stops at damage in the image data that libjpeg steps
+                // over, such as junk before a restart marker; our decoder at full scale
+                // resynchronises there. It is tried when the damage is in the data (strict
+                // headers parse) and it has not just declined the file at a reduced scale.
+                let data_damaged = scale.is_none()
+                    && JpegDecoder::new_with_options(ZCursor::new(data), strict)
+                        .decode_headers()
+                        .is_ok();
+                data_damaged
                     .then(|| decode_scaled(data, info, 1, input, model))
                     .flatten()
                     .map_or_else(|| decode_full(data, info, options, input, model), Ok)
-            },
-        )?,
+            })?
+        }
     };
     Ok(Decoded {
         bitmap,
