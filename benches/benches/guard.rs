@@ -27,6 +27,8 @@ use thumbd_engine::{plan, probe, Filter, Fit, Limits, OutputFormat, Request};
 enum Stage {
     /// `stages::decode` at full size (shrink 1): the decoder's own cost.
     Decode,
+    /// The reduced JPEG decoder alone at 1/`scale` (`stages::decode_jpeg_reduced`).
+    DecodeReduced(u32),
     /// `stages::resize` of the full decode to the 256 px box with this filter.
     Resize(Filter),
     /// `stages::encode` of the 256 px thumbnail in this format.
@@ -53,6 +55,21 @@ const CASES: &[Case] = &[
         name: "decode_jpeg_progressive",
         input: "imdoc_wizard.jpg", // 265x352 4:4:4 progressive
         stage: Stage::Decode,
+    },
+    Case {
+        name: "decode_jpeg_reduced_baseline_1_4",
+        input: "xplanet_earth.jpg", // 2048x1024 4:4:4 baseline, restart markers
+        stage: Stage::DecodeReduced(4),
+    },
+    Case {
+        name: "decode_jpeg_reduced_progressive_1_8",
+        input: "lomiri16_Wine_by_Jakkub_Mede.jpg", // 2560x3837 4:2:2 progressive: DC scans only
+        stage: Stage::DecodeReduced(8),
+    },
+    Case {
+        name: "decode_jpeg_reduced_progressive_1_2",
+        input: "imdoc_wizard.jpg", // 265x352 4:4:4 progressive: every scan, 4x4 basis sums
+        stage: Stage::DecodeReduced(2),
     },
     Case {
         name: "decode_png_rgb8",
@@ -129,6 +146,11 @@ fn run_case(case: &Case) -> Result<()> {
         Stage::Decode => {
             decoded()?;
             measure(&decoded)?;
+        }
+        Stage::DecodeReduced(scale) => {
+            let work = || stages::decode_jpeg_reduced(&data, &info, scale);
+            work()?;
+            measure(&work)?;
         }
         Stage::Resize(filter) => {
             let full = decoded()?;
