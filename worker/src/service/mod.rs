@@ -5,7 +5,8 @@
 //! - [`source`] — where messages come from: [`source::pubsub`] (streaming pull) or
 //!   [`source::watch`] (a local folder);
 //! - [`message`] — Cloud Storage notification or plain JSON job → [`message::Job`];
-//! - [`admission`] — slots and a decode-bytes budget derived from the memory limit;
+//! - [`admission`] — slots and a decode-bytes budget derived from the memory limit, with
+//!   [`estimate`] sizing each image's reservation from its header;
 //! - [`process`] — fetch → probe → engine on the rayon pool → conditional writes → event;
 //! - [`store`] — Cloud Storage or a local folder, behind one trait;
 //! - [`events`] — "thumbnails ready" / "thumbnail failed";
@@ -14,6 +15,7 @@
 
 pub mod admission;
 pub mod config;
+pub mod estimate;
 pub mod events;
 pub mod fate;
 pub mod http;
