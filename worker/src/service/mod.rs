@@ -32,7 +32,7 @@ use std::sync::Arc;
 use google_cloud_pubsub::client::Publisher;
 
 use crate::resources::Resources;
-use config::{emulator_endpoint, Config, ConfigError, LogFormat, Source, WorkerArgs};
+use config::{emulator_endpoint, Budget, Config, ConfigError, LogFormat, Source, WorkerArgs};
 use events::Events;
 use metrics::Metrics;
 use process::{EnginePool, Pipeline, Settings};
@@ -66,7 +66,6 @@ pub fn run(args: WorkerArgs) -> Result<(), WorkerError> {
         queue = t.queue,
         max_in_flight = t.max_in_flight,
         memory_budget = t.memory_budget,
-        admission_bytes = t.admission_bytes,
         "derived settings (flags override)"
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -107,7 +106,6 @@ async fn serve(config: Config) -> Result<(), WorkerError> {
         config.limits,
         metrics.clone(),
     )?;
-    let admission = admission::Admission::new(t.max_in_flight, t.admission_bytes, metrics.clone());
 
     match &config.source {
         Source::PubSub {
@@ -146,6 +144,7 @@ async fn serve(config: Config) -> Result<(), WorkerError> {
                 }
             };
             let client = source::pubsub::subscriber(pubsub_endpoint.as_deref()).await?;
+            let admission = admit(&config, &metrics);
             let pipeline = Arc::new(Pipeline {
                 store,
                 settings: Settings {
@@ -164,6 +163,7 @@ async fn serve(config: Config) -> Result<(), WorkerError> {
         }
         Source::Watch { dir, out } => {
             std::fs::create_dir_all(out)?;
+            let admission = admit(&config, &metrics);
             let pipeline = Arc::new(Pipeline {
                 store: DirStore {
                     input: dir.clone(),
@@ -193,6 +193,35 @@ async fn serve(config: Config) -> Result<(), WorkerError> {
             Ok(())
         }
     }
+}
+
+/// Splits the memory budget once everything but the images is up: the resident memory now is
+/// the process floor's measured part ([`config::Budget`]).
+fn admit(config: &Config, metrics: &Metrics) -> admission::Admission {
+    let t = config.tuning;
+    let budget = Budget::derive(&t, crate::resources::current_rss());
+    if budget.floor + budget.input_bytes + budget.engine_bytes > budget.memory_budget {
+        tracing::warn!(
+            memory_budget = budget.memory_budget,
+            floor = budget.floor,
+            "the process floor leaves less than the minimum for images: one image at a time, \
+             and the budget may be exceeded (raise --memory-budget)"
+        );
+    }
+    tracing::info!(
+        memory_budget = budget.memory_budget,
+        idle_rss = budget.idle_rss,
+        floor = budget.floor,
+        input_bytes = budget.input_bytes,
+        engine_bytes = budget.engine_bytes,
+        "memory budget split (floor measured after start-up unless --memory-floor)"
+    );
+    admission::Admission::new(
+        t.max_in_flight,
+        budget.input_bytes,
+        budget.engine_bytes,
+        metrics.clone(),
+    )
 }
 
 /// Reads an emulator variable; set and non-empty means "use this endpoint anonymously".
