@@ -14,6 +14,7 @@
 //! - [`metrics`], [`http`], [`shutdown`] — operations.
 
 pub mod admission;
+mod alloc;
 pub mod config;
 pub mod estimate;
 pub mod events;
@@ -58,6 +59,13 @@ pub fn run(args: WorkerArgs) -> Result<(), WorkerError> {
     let resources = Resources::detect();
     let config = args.validate(resources)?;
     init_logging(config.log_format);
+    if let Some((before, after)) = alloc::purge_promptly() {
+        tracing::info!(
+            before_ms = before,
+            after_ms = after,
+            "mimalloc purge delay (freed memory back to the OS promptly; MIMALLOC_PURGE_DELAY wins)"
+        );
+    }
     let t = config.tuning;
     tracing::info!(
         cpus = resources.cpus,
