@@ -208,7 +208,8 @@ async fn serve(config: Config) -> Result<(), WorkerError> {
 fn admit(config: &Config, metrics: &Metrics) -> admission::Admission {
     let t = config.tuning;
     let budget = Budget::derive(&t, crate::resources::current_rss());
-    if budget.floor + budget.input_bytes + budget.engine_bytes > budget.memory_budget {
+    if budget.floor + budget.slack + budget.input_bytes + budget.engine_bytes > budget.memory_budget
+    {
         tracing::warn!(
             memory_budget = budget.memory_budget,
             floor = budget.floor,
@@ -220,6 +221,7 @@ fn admit(config: &Config, metrics: &Metrics) -> admission::Admission {
         memory_budget = budget.memory_budget,
         idle_rss = budget.idle_rss,
         floor = budget.floor,
+        slack = budget.slack,
         input_bytes = budget.input_bytes,
         engine_bytes = budget.engine_bytes,
         "memory budget split (floor measured after start-up unless --memory-floor)"
