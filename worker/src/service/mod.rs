@@ -66,6 +66,9 @@ pub fn run(args: WorkerArgs) -> Result<(), WorkerError> {
             "mimalloc purge delay (freed memory back to the OS promptly; MIMALLOC_PURGE_DELAY wins)"
         );
     }
+    if alloc::disable_thp() {
+        tracing::info!("transparent huge pages off for this process (MIMALLOC_ALLOW_THP wins)");
+    }
     let t = config.tuning;
     tracing::info!(
         cpus = resources.cpus,
