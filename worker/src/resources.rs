@@ -77,6 +77,25 @@ fn parse_meminfo_total(contents: &str) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// This process's resident memory (`VmRSS` of `/proc/self/status`), if the system reports it.
+pub fn current_rss() -> Option<u64> {
+    parse_status_kib(
+        &std::fs::read_to_string("/proc/self/status").ok()?,
+        "VmRSS:",
+    )
+}
+
+/// A `kB` field of `/proc/<pid>/status`, in bytes.
+fn parse_status_kib(contents: &str, field: &str) -> Option<u64> {
+    let line = contents.lines().find(|l| l.starts_with(field))?;
+    let kib: u64 = line[field.len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

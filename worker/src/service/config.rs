@@ -12,9 +12,19 @@ use thumbd_engine::{Limits, Request};
 use crate::cli::ImageArgs;
 use crate::resources::Resources;
 
-/// Memory kept outside the admission budget for the runtime, clients, compressed inputs
-/// waiting for a slot and encoded outputs.
-pub const RESERVE_BYTES: u64 = 64 << 20;
+/// What an engine thread adds to the idle process while it works, beyond the image it holds:
+/// the thread-local resizer's buffers, mimalloc's per-thread heap keeping freed pages for
+/// reuse, the touched stack. Part of the process floor (see [`Budget`]). The resizer's
+/// horizontal pass for a 1024 px thumbnail of a 5120×2880 photo alone keeps 17 MiB.
+pub const ENGINE_THREAD_BYTES: u64 = 16 << 20;
+
+/// What I/O adds to the idle process under load: HTTP/gRPC buffers, encoded thumbnails being
+/// written, colour-transform caches. Part of the process floor.
+pub const IO_BYTES: u64 = 16 << 20;
+
+/// The least admitted to images, even when the floor eats the whole budget (one image at a
+/// time still runs).
+pub const MIN_ADMISSION_BYTES: u64 = 16 << 20;
 
 #[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {
@@ -68,10 +78,16 @@ pub struct WorkerArgs {
     pub queue: Option<usize>,
 
     /// Memory the worker may use in total, in bytes [default: 70% of the cgroup memory.max or
-    /// of the host's memory]. Decodes are admitted against this minus a 64 MiB reserve, using
-    /// each image's header to estimate its decode size.
+    /// of the host's memory]. Images are admitted against this minus the process floor, using
+    /// each image's header to estimate what the engine will hold for it.
     #[arg(long, env = "THUMBD_MEMORY_BUDGET", value_name = "BYTES")]
     pub memory_budget: Option<u64>,
+
+    /// The part of the budget the process needs without any image, in bytes [default: the
+    /// resident memory measured once the clients are built, plus 16 MiB per engine thread and
+    /// 16 MiB for I/O].
+    #[arg(long, env = "THUMBD_MEMORY_FLOOR", value_name = "BYTES")]
+    pub memory_floor: Option<u64>,
 
     /// Address of the /healthz, /readyz and /metrics endpoints.
     #[arg(
@@ -160,8 +176,8 @@ pub struct Tuning {
     pub max_in_flight: usize,
     /// Total memory budget.
     pub memory_budget: u64,
-    /// Bytes of decodes admitted at once (memory budget minus [`RESERVE_BYTES`]).
-    pub admission_bytes: u64,
+    /// `--memory-floor`, if given (else measured at start, see [`Budget::derive`]).
+    pub memory_floor: Option<u64>,
 }
 
 impl Tuning {
@@ -171,19 +187,67 @@ impl Tuning {
         threads: Option<usize>,
         queue: Option<usize>,
         budget: Option<u64>,
+        floor: Option<u64>,
     ) -> Self {
         let threads = threads.unwrap_or(res.cpus).max(1);
         let queue = queue.unwrap_or(threads * 2).max(1);
         // Without any known limit, assume a small pod rather than an unbounded one.
         let memory = res.memory_bytes.unwrap_or(1 << 30);
         let memory_budget = budget.unwrap_or(memory / 10 * 7);
-        let admission_bytes = memory_budget.saturating_sub(RESERVE_BYTES).max(16 << 20);
         Tuning {
             threads,
             queue,
             max_in_flight: threads + queue,
             memory_budget,
-            admission_bytes,
+            memory_floor: floor,
+        }
+    }
+}
+
+/// How the memory budget is spent, decided at start once the clients are built:
+///
+/// ```text
+/// memory budget = floor + slack + input pool + engine pool
+/// floor         = resident memory after start-up + 16 MiB × threads + 16 MiB  (or --memory-floor)
+/// slack         = 1/4 of the rest: the allocator's resident overhead above live bytes
+/// input pool    = 1/4 of what remains: compressed originals fetched and not yet thumbnailed
+/// engine pool   = 3/4 of what remains: each image's engine estimate (super::estimate)
+/// ```
+///
+/// The slack is measured: with a counting allocator, a burst of the largest corpus photos at
+/// 1024 px (`bench-worker --memory-budget 268435456 --min-mp 8 --size 1024`, mimalloc purging
+/// at once, see `alloc.rs`) peaked at 325 MiB resident for 260 MiB of live heap (1.25×).
+/// That burst still exceeds a 256 MiB budget whatever the admission (see the README): the
+/// excess does not scale with the bytes admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub memory_budget: u64,
+    /// Resident memory measured after start-up (0 if unknown or overridden).
+    pub idle_rss: u64,
+    pub floor: u64,
+    pub slack: u64,
+    pub input_bytes: u64,
+    pub engine_bytes: u64,
+}
+
+impl Budget {
+    /// `idle_rss`: the process's resident memory with its clients and threads up.
+    pub fn derive(tuning: &Tuning, idle_rss: Option<u64>) -> Self {
+        let floor = tuning.memory_floor.unwrap_or_else(|| {
+            // Unknown RSS (no /proc): assume a generous idle process.
+            idle_rss.unwrap_or(64 << 20) + tuning.threads as u64 * ENGINE_THREAD_BYTES + IO_BYTES
+        });
+        let rest = tuning.memory_budget.saturating_sub(floor);
+        let slack = rest / 4;
+        let images = (rest - slack).max(MIN_ADMISSION_BYTES);
+        let input_bytes = images / 4;
+        Budget {
+            memory_budget: tuning.memory_budget,
+            idle_rss: idle_rss.unwrap_or(0),
+            floor,
+            slack,
+            input_bytes,
+            engine_bytes: images - input_bytes,
         }
     }
 }
@@ -305,7 +369,13 @@ impl WorkerArgs {
             output_prefix: self.output_prefix.clone(),
             request,
             limits,
-            tuning: Tuning::derive(res, self.threads, self.queue, self.memory_budget),
+            tuning: Tuning::derive(
+                res,
+                self.threads,
+                self.queue,
+                self.memory_budget,
+                self.memory_floor,
+            ),
             listen: self.listen,
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout),
             lease_extension: Duration::from_secs(self.lease_extension.clamp(10, 600)),
@@ -400,10 +470,7 @@ mod tests {
         assert_eq!(c.tuning.queue, 4);
         assert_eq!(c.tuning.max_in_flight, 6);
         assert_eq!(c.tuning.memory_budget, (1u64 << 30) / 10 * 7);
-        assert_eq!(
-            c.tuning.admission_bytes,
-            c.tuning.memory_budget - RESERVE_BYTES
-        );
+        assert_eq!(c.tuning.memory_floor, None);
     }
 
     #[test]
@@ -459,9 +526,34 @@ mod tests {
 
     #[test]
     fn flags_override_derived_tuning() {
-        let t = Tuning::derive(RES, Some(3), Some(1), Some(200 << 20));
+        let t = Tuning::derive(RES, Some(3), Some(1), Some(200 << 20), None);
         assert_eq!((t.threads, t.queue, t.max_in_flight), (3, 1, 4));
-        assert_eq!(t.admission_bytes, (200 << 20) - RESERVE_BYTES);
+        assert_eq!(t.memory_budget, 200 << 20);
+    }
+
+    #[test]
+    fn the_floor_comes_off_the_budget_before_images() {
+        const MIB: u64 = 1 << 20;
+        let t = Tuning::derive(RES, Some(2), None, Some(256 * MIB), None);
+        // Measured floor: idle RSS + 16 MiB per engine thread + 16 MiB of I/O.
+        let b = Budget::derive(&t, Some(40 * MIB));
+        assert_eq!(b.floor, (40 + 2 * 16 + 16) * MIB);
+        // A quarter of the rest is left to the allocator's overhead.
+        assert_eq!(b.slack, 42 * MIB);
+        assert_eq!(b.input_bytes + b.engine_bytes, 168 * MIB - b.slack);
+        assert_eq!(b.input_bytes, (168 * MIB - b.slack) / 4);
+        assert_eq!(
+            b.floor + b.slack + b.input_bytes + b.engine_bytes,
+            t.memory_budget,
+            "nothing admitted beyond the budget"
+        );
+        // --memory-floor wins over the measurement.
+        let t = Tuning::derive(RES, Some(2), None, Some(256 * MIB), Some(100 * MIB));
+        assert_eq!(Budget::derive(&t, Some(40 * MIB)).floor, 100 * MIB);
+        // A budget smaller than the floor still admits one image at a time.
+        let t = Tuning::derive(RES, Some(2), None, Some(64 * MIB), None);
+        let b = Budget::derive(&t, Some(60 * MIB));
+        assert_eq!(b.input_bytes + b.engine_bytes, MIN_ADMISSION_BYTES);
     }
 
     #[test]

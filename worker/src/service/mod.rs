@@ -5,7 +5,8 @@
 //! - [`source`] — where messages come from: [`source::pubsub`] (streaming pull) or
 //!   [`source::watch`] (a local folder);
 //! - [`message`] — Cloud Storage notification or plain JSON job → [`message::Job`];
-//! - [`admission`] — slots and a decode-bytes budget derived from the memory limit;
+//! - [`admission`] — slots and a decode-bytes budget derived from the memory limit, with
+//!   [`estimate`] sizing each image's reservation from its header;
 //! - [`process`] — fetch → probe → engine on the rayon pool → conditional writes → event;
 //! - [`store`] — Cloud Storage or a local folder, behind one trait;
 //! - [`events`] — "thumbnails ready" / "thumbnail failed";
@@ -13,7 +14,9 @@
 //! - [`metrics`], [`http`], [`shutdown`] — operations.
 
 pub mod admission;
+mod alloc;
 pub mod config;
+pub mod estimate;
 pub mod events;
 pub mod fate;
 pub mod http;
@@ -30,7 +33,7 @@ use std::sync::Arc;
 use google_cloud_pubsub::client::Publisher;
 
 use crate::resources::Resources;
-use config::{emulator_endpoint, Config, ConfigError, LogFormat, Source, WorkerArgs};
+use config::{emulator_endpoint, Budget, Config, ConfigError, LogFormat, Source, WorkerArgs};
 use events::Events;
 use metrics::Metrics;
 use process::{EnginePool, Pipeline, Settings};
@@ -56,6 +59,16 @@ pub fn run(args: WorkerArgs) -> Result<(), WorkerError> {
     let resources = Resources::detect();
     let config = args.validate(resources)?;
     init_logging(config.log_format);
+    if let Some((before, after)) = alloc::purge_promptly() {
+        tracing::info!(
+            before_ms = before,
+            after_ms = after,
+            "mimalloc purge delay (freed memory back to the OS promptly; MIMALLOC_PURGE_DELAY wins)"
+        );
+    }
+    if alloc::disable_thp() {
+        tracing::info!("transparent huge pages off for this process (MIMALLOC_ALLOW_THP wins)");
+    }
     let t = config.tuning;
     tracing::info!(
         cpus = resources.cpus,
@@ -64,7 +77,6 @@ pub fn run(args: WorkerArgs) -> Result<(), WorkerError> {
         queue = t.queue,
         max_in_flight = t.max_in_flight,
         memory_budget = t.memory_budget,
-        admission_bytes = t.admission_bytes,
         "derived settings (flags override)"
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -105,7 +117,6 @@ async fn serve(config: Config) -> Result<(), WorkerError> {
         config.limits,
         metrics.clone(),
     )?;
-    let admission = admission::Admission::new(t.max_in_flight, t.admission_bytes, metrics.clone());
 
     match &config.source {
         Source::PubSub {
@@ -144,6 +155,7 @@ async fn serve(config: Config) -> Result<(), WorkerError> {
                 }
             };
             let client = source::pubsub::subscriber(pubsub_endpoint.as_deref()).await?;
+            let admission = admit(&config, &metrics);
             let pipeline = Arc::new(Pipeline {
                 store,
                 settings: Settings {
@@ -162,6 +174,7 @@ async fn serve(config: Config) -> Result<(), WorkerError> {
         }
         Source::Watch { dir, out } => {
             std::fs::create_dir_all(out)?;
+            let admission = admit(&config, &metrics);
             let pipeline = Arc::new(Pipeline {
                 store: DirStore {
                     input: dir.clone(),
@@ -191,6 +204,37 @@ async fn serve(config: Config) -> Result<(), WorkerError> {
             Ok(())
         }
     }
+}
+
+/// Splits the memory budget once everything but the images is up: the resident memory now is
+/// the process floor's measured part ([`config::Budget`]).
+fn admit(config: &Config, metrics: &Metrics) -> admission::Admission {
+    let t = config.tuning;
+    let budget = Budget::derive(&t, crate::resources::current_rss());
+    if budget.floor + budget.slack + budget.input_bytes + budget.engine_bytes > budget.memory_budget
+    {
+        tracing::warn!(
+            memory_budget = budget.memory_budget,
+            floor = budget.floor,
+            "the process floor leaves less than the minimum for images: one image at a time, \
+             and the budget may be exceeded (raise --memory-budget)"
+        );
+    }
+    tracing::info!(
+        memory_budget = budget.memory_budget,
+        idle_rss = budget.idle_rss,
+        floor = budget.floor,
+        slack = budget.slack,
+        input_bytes = budget.input_bytes,
+        engine_bytes = budget.engine_bytes,
+        "memory budget split (floor measured after start-up unless --memory-floor)"
+    );
+    admission::Admission::new(
+        t.max_in_flight,
+        budget.input_bytes,
+        budget.engine_bytes,
+        metrics.clone(),
+    )
 }
 
 /// Reads an emulator variable; set and non-empty means "use this endpoint anonymously".

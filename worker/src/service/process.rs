@@ -1,9 +1,9 @@
 //! One job from fetch to written thumbnails: the part shared by every source.
 //!
 //! ```text
-//! slot ─▶ fetch ─▶ probe (header) ─▶ reserve decode bytes ─▶ crossbeam ─▶ rayon: engine
-//!                                                                           │ oneshot
-//!                      ack ◀─ event ◀─ conditional writes ◀─────────────────┘
+//! slot ─▶ reserve input bytes ─▶ fetch ─▶ probe (header) ─▶ reserve engine bytes ─▶ crossbeam
+//!                                                                                     │
+//!          ack ◀─ event ◀─ conditional writes ◀─ oneshot ◀─ rayon: engine ◀───────────┘
 //! ```
 
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use thumbd_engine::{Limits, Request, Thumbnail};
 use tokio::sync::oneshot;
 
 use super::admission::Admission;
+use super::estimate::estimate;
 use super::events::{Event, Events, OutputInfo, FAILED, READY};
 use super::fate::{decide, Fate, JobError, Outcome, Skip};
 use super::message::Job;
@@ -33,6 +34,7 @@ struct Task {
 #[derive(Clone)]
 pub struct EnginePool {
     tx: Sender<Task>,
+    request: Arc<Request>,
     metrics: Metrics,
     /// Kept for clarity: the threads live as long as their loops, i.e. the senders.
     _pool: Arc<rayon::ThreadPool>,
@@ -69,9 +71,15 @@ impl EnginePool {
         }
         Ok(EnginePool {
             tx,
+            request,
             metrics,
             _pool: Arc::new(pool),
         })
+    }
+
+    /// The request every image is thumbnailed with.
+    pub fn request(&self) -> &Request {
+        &self.request
     }
 
     /// Runs the engine on `data` and waits for the result without blocking tokio.
@@ -146,6 +154,16 @@ impl<S: Store> Pipeline<S> {
             _ = self.shutdown.wait() => return Err(JobError::ShuttingDown),
         };
 
+        // The compressed original counts from before its fetch until the engine is done with
+        // it. Its size comes from the notification; a job without one reserves after fetching.
+        let mut input = match job.size {
+            Some(size) => Some(tokio::select! {
+                r = self.admission.reserve_input(size) => r,
+                _ = self.shutdown.wait() => return Err(JobError::ShuttingDown),
+            }),
+            None => None,
+        };
+
         let t = Instant::now();
         let fetched = match self
             .store
@@ -160,14 +178,19 @@ impl<S: Store> Pipeline<S> {
             result => result?,
         };
         self.metrics.observe("fetch", t.elapsed());
+        let len = fetched.data.len() as u64;
+        if input.as_ref().is_none_or(|r| r.bytes() < len) {
+            // Release before reserving again: never hold one input reservation while waiting
+            // for another.
+            drop(input.take());
+            input = Some(self.admission.reserve_input(len).await);
+        }
 
         // Header only: refuses oversized images before any decode and sizes the reservation.
         let info = thumbd_engine::probe(&fetched.data, &self.settings.limits)?;
+        let estimate = estimate(&info, &fetched.data, self.pool.request());
         let t = Instant::now();
-        let reservation = self
-            .admission
-            .reserve(info.decode_budget_bytes() + fetched.data.len() as u64)
-            .await;
+        let reservation = self.admission.reserve_engine(estimate.engine_bytes).await;
         let source = SourceRef {
             bucket: job.bucket.clone(),
             name: job.name.clone(),
@@ -180,6 +203,7 @@ impl<S: Store> Pipeline<S> {
         self.metrics.observe("queue", queued);
         self.metrics.observe("engine", t.elapsed());
         drop(reservation);
+        drop(input);
 
         let t = Instant::now();
         let bucket = self
