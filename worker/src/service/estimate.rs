@@ -6,13 +6,13 @@
 //! a large non-interlaced PNG is box-reduced row by row while it inflates. This mirrors the
 //! engine's choices with its public API ([`thumbd_engine::plan`],
 //! [`thumbd_engine::stages::shrink_on_load_factor`]) plus the rule of `decode/jpeg.rs`
-//! (`dct_scale`: 1/8 when the shrink factor is at least 8, 1/4 when at least 4, else the full
-//! decode) and of `decode/png.rs` (row-by-row shrink unless interlaced), and then bounds each
+//! (`dct_scale`: 1/8 when the shrink factor is at least 8, 1/4 when at least 4, 1/2 when at
+//! least 2, else the full decode) and of `decode/png.rs` (row-by-row shrink unless interlaced), and then bounds each
 //! buffer of that path from above:
 //!
 //! | path | buffers counted |
 //! |---|---|
-//! | JPEG 1/8, 1/4 (reduced decoder) | output pixels, one plane per component at the reduced scale, and for progressive files the coefficient store (DC only at 1/8; 64 × i16 per block at 1/4, counted as if no component were subsampled) |
+//! | JPEG 1/8, 1/4, 1/2 (reduced decoder) | output pixels, one plane per component at the reduced scale, and for progressive files the coefficient store (DC only at 1/8; 64 × i16 per block at 1/4 and 1/2, counted as if no component were subsampled) |
 //! | JPEG full (zune-jpeg) | output pixels; progressive files: 64 × i16 per block per component (as if unsubsampled) |
 //! | PNG row shrink | output pixels, the box sums, decoder rows |
 //! | PNG full (interlaced, or no shrink) | the full frame, plus the shrunk copy |
@@ -85,7 +85,7 @@ pub fn estimate(info: &ImageInfo, data: &[u8], request: &Request) -> EstimatePar
             let full_coefs = if progressive { 2 * ncomp * padded } else { 0 };
             let full_rows = 2 * ncomp * w.div_ceil(16) * 16 * 16 * 2;
             let full = px * c + full_coefs + full_rows;
-            let scale = [8, 4].into_iter().find(|&k| k <= shrink);
+            let scale = [8, 4, 2].into_iter().find(|&k| k <= shrink);
             let reduced = matches!(coding, Some(JpegCoding::Baseline | JpegCoding::Progressive))
                 && info.channels != 2;
             // The reduced decoder declines truncated data (no EOI at the end), and zune-jpeg
@@ -108,7 +108,8 @@ pub fn estimate(info: &ImageInfo, data: &[u8], request: &Request) -> EstimatePar
                     match (s, falls_back) {
                         (_, true) => ("jpeg-reduced-then-full", (w, h), c, peak.max(full)),
                         (8, false) => ("jpeg-1/8", (dw, dh), c, peak),
-                        _ => ("jpeg-1/4", (dw, dh), c, peak),
+                        (4, false) => ("jpeg-1/4", (dw, dh), c, peak),
+                        _ => ("jpeg-1/2", (dw, dh), c, peak),
                     }
                 }
                 _ => ("jpeg-full", (w, h), c, full),
@@ -205,20 +206,24 @@ mod tests {
 
     #[test]
     fn the_largest_size_decides_the_path() {
-        let info = jpeg(3000, 2000, JpegCoding::Progressive);
+        // 2560×1600 progressive at 256 px: 1/8 would leave too little, so 1/4 (every scan).
+        let info = jpeg(2560, 1600, JpegCoding::Progressive);
         let at_256 = estimate(&info, COMPLETE, &sizes(&[256]));
         assert_eq!(at_256.path, "jpeg-1/4");
         // Progressive at 1/4 keeps every coefficient: 2 bytes per sample, 3 samples a pixel.
-        assert!(at_256.engine_bytes >= 6 * 3000 * 2000, "{at_256:?}");
+        assert!(at_256.engine_bytes >= 6 * 2560 * 1600, "{at_256:?}");
         let with_1024 = estimate(&info, COMPLETE, &sizes(&[1024, 64]));
         assert_eq!(with_1024.path, "jpeg-full");
-        assert!(with_1024.engine_bytes >= (3 + 6) * 3000 * 2000);
+        assert!(with_1024.engine_bytes >= (3 + 6) * 2560 * 1600);
         let cover = Request {
             fit: Fit::Cover,
             ..sizes(&[256])
         };
-        // Cover fills the box: the short side decides (2000 / 256 → shrink 3: full decode).
-        assert_eq!(estimate(&info, COMPLETE, &cover).path, "jpeg-full");
+        // Cover fills the box: the short side decides (1600 / 256 → shrink 3: 1/2).
+        assert_eq!(estimate(&info, COMPLETE, &cover).path, "jpeg-1/2");
+        // A 6 MP progressive photo at 256 px reads only its DC scans.
+        let photo = jpeg(3000, 2000, JpegCoding::Progressive);
+        assert_eq!(estimate(&photo, COMPLETE, &sizes(&[256])).path, "jpeg-1/8");
     }
 
     #[test]
