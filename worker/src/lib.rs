@@ -6,6 +6,7 @@
 //! - [`batch`] — `thumbd thumbnail`: files → engine on a rayon pool → files;
 //! - [`service`] — `thumbd worker`: Pub/Sub (or a local folder) → engine → Cloud Storage.
 
+pub mod alloc;
 pub mod batch;
 pub mod cli;
 pub mod resources;

@@ -9,6 +9,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Freed decode buffers go back to the OS at once (see `alloc.rs` for the measurements).
+    thumbd::alloc::purge_promptly();
     let result = match cli.command {
         Command::Thumbnail(args) => thumbd::batch::run(args),
         Command::Worker(args) => match thumbd::service::run(*args) {

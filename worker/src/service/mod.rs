@@ -14,7 +14,6 @@
 //! - [`metrics`], [`http`], [`shutdown`] — operations.
 
 pub mod admission;
-mod alloc;
 pub mod config;
 pub mod estimate;
 pub mod events;
@@ -59,14 +58,9 @@ pub fn run(args: WorkerArgs) -> Result<(), WorkerError> {
     let resources = Resources::detect();
     let config = args.validate(resources)?;
     init_logging(config.log_format);
-    if let Some((before, after)) = alloc::purge_promptly() {
-        tracing::info!(
-            before_ms = before,
-            after_ms = after,
-            "mimalloc purge delay (freed memory back to the OS promptly; MIMALLOC_PURGE_DELAY wins)"
-        );
-    }
-    if alloc::disable_thp() {
+    // mimalloc's purge delay was set to 0 in `main` (both commands); the worker also turns
+    // transparent huge pages off, which the batch keeps for speed (see `alloc.rs`).
+    if crate::alloc::disable_thp() {
         tracing::info!("transparent huge pages off for this process (MIMALLOC_ALLOW_THP wins)");
     }
     let t = config.tuning;
