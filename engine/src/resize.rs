@@ -67,6 +67,56 @@ pub(crate) fn shrink_on_load_factor(width: u32, height: u32, target: (u32, u32))
     (fx.min(fy) / 2).clamp(1, 64)
 }
 
+/// Sides shorter than this are padded by [`pad_narrow_sides`].
+const NARROW_SIDE: u32 = 16;
+
+/// For an image with a side under [`NARROW_SIDE`] px, a copy with that side extended on both
+/// ends by replicated edge pixels (as far as the filter reaches), and the crop box moved to
+/// match. `None` for every other image.
+fn pad_narrow_sides(
+    src: &Bitmap,
+    crop: CropBox,
+    (dst_w, dst_h): (u32, u32),
+) -> Option<(Bitmap, CropBox)> {
+    // Lanczos3 reaches 3 output pixels, i.e. 3 × scale source pixels, each side.
+    let reach = |side: u32, crop: f64, dst: u32| -> u32 {
+        if side >= NARROW_SIDE {
+            return 0;
+        }
+        (3.0 * (crop / f64::from(dst.max(1))).max(1.0))
+            .ceil()
+            .min(256.0) as u32
+            + 1
+    };
+    let px = reach(src.width, crop.width, dst_w);
+    let py = reach(src.height, crop.height, dst_h);
+    if px == 0 && py == 0 {
+        return None;
+    }
+    let channels = src.model.channels();
+    let (w, h) = (src.width as usize, src.height as usize);
+    let (pw, ph) = (w + 2 * px as usize, h + 2 * py as usize);
+    let mut data = Vec::with_capacity(pw * ph * channels);
+    for y in 0..ph {
+        let sy = y.saturating_sub(py as usize).min(h - 1);
+        let row = &src.data[sy * w * channels..(sy + 1) * w * channels];
+        let (first, last) = (&row[..channels], &row[row.len() - channels..]);
+        for _ in 0..px {
+            data.extend_from_slice(first);
+        }
+        data.extend_from_slice(row);
+        for _ in 0..px {
+            data.extend_from_slice(last);
+        }
+    }
+    let crop = CropBox {
+        left: crop.left + f64::from(px),
+        top: crop.top + f64::from(py),
+        ..crop
+    };
+    Some((Bitmap::new(pw as u32, ph as u32, src.model, data), crop))
+}
+
 thread_local! {
     /// One resizer per pool thread: it keeps its convolution buffers between images.
     static RESIZER: RefCell<Resizer> = RefCell::new(Resizer::new());
@@ -94,6 +144,15 @@ pub(crate) fn resize(
     if whole && (src.width, src.height) == (dst_w, dst_h) {
         return Ok(src.clone());
     }
+    // A narrow side is padded with copies of its edge pixels, which is how libvips extends
+    // the border; the convolution here would instead renormalise the kernel at the border,
+    // and where the border is most of the image (a 6 px wide bar) that leaves a column 11
+    // levels apart from libvips'.
+    let padded = pad_narrow_sides(src, crop, (dst_w, dst_h));
+    let (src, crop) = match &padded {
+        Some((image, crop)) => (image, *crop),
+        None => (src, crop),
+    };
     let pixel_type = match src.model {
         ColorModel::Gray => PixelType::U8,
         ColorModel::GrayAlpha => PixelType::U8x2,
