@@ -26,22 +26,16 @@ pub(super) fn decode(data: &[u8], info: &ImageInfo, shrink: u32) -> Result<Decod
             "arithmetic-coded JPEG (zune-jpeg decodes Huffman-coded JPEG only)".into(),
         ));
     }
-    // Limits were already enforced from our own header walk; let zune accept any u16 size.
-    let options = DecoderOptions::default()
-        .set_max_width(usize::from(u16::MAX))
-        .set_max_height(usize::from(u16::MAX))
-        .set_strict_mode(false);
-    let mut decoder = JpegDecoder::new_with_options(ZCursor::new(data), options);
-    decoder.decode_headers().map_err(map_error)?;
-    let input = decoder.input_colorspace().unwrap_or(ColorSpace::YCbCr);
+    let (decoder, input) = read_headers(data)?;
+    let options = lenient_options();
     let model = match input {
         ColorSpace::Luma => ColorModel::Gray,
         ColorSpace::CMYK | ColorSpace::YCCK => ColorModel::Cmyk,
         _ => ColorModel::Rgb,
     };
     let scale = dct_scale(shrink);
-    let reduced = scale.and_then(|scale| decode_scaled(data, info, scale, input, model));
-    let bitmap = match reduced {
+    let scaled = scale.and_then(|scale| decode_scaled(data, info, scale, input));
+    let bitmap = match scaled {
         Some(bitmap) => bitmap,
         None => {
             let strict = options.set_strict_mode(true);
@@ -55,7 +49,7 @@ pub(super) fn decode(data: &[u8], info: &ImageInfo, shrink: u32) -> Result<Decod
                         .decode_headers()
                         .is_ok();
                 data_damaged
-                    .then(|| decode_scaled(data, info, 1, input, model))
+                    .then(|| decode_scaled(data, info, 1, input))
                     .flatten()
                     .map_or_else(|| decode_full(data, info, options, input, model), Ok)
             })?
@@ -115,50 +109,50 @@ fn dct_scale(shrink: u32) -> Option<u32> {
 
 /// The reduced-scale decode, or `None` when the full decoder must do it (see the fallback
 /// list in [`super::jpeg_scaled`]).
-fn decode_scaled(
-    data: &[u8],
-    info: &ImageInfo,
-    scale: u32,
-    input: ColorSpace,
-    model: ColorModel,
-) -> Option<Bitmap> {
+fn decode_scaled(data: &[u8], info: &ImageInfo, scale: u32, input: ColorSpace) -> Option<Bitmap> {
     if !matches!(
         info.jpeg_coding,
         Some(JpegCoding::Baseline | JpegCoding::Progressive)
     ) {
         return None;
     }
-    let kind = match input {
-        ColorSpace::Luma => ColorKind::Gray,
-        ColorSpace::YCbCr => ColorKind::YCbCr,
-        ColorSpace::RGB => ColorKind::Rgb,
-        ColorSpace::CMYK | ColorSpace::YCCK => ColorKind::Raw4,
-        _ => return None,
-    };
-    let mut image = jpeg_scaled::decode(data, (info.width, info.height), scale, kind).ok()?;
-    to_ink(&mut image.data, input, info);
-    Some(Bitmap::new(
-        image.width as u32,
-        image.height as u32,
-        model,
-        image.data,
-    ))
+    reduced(data, info, scale, input).ok()
 }
 
 /// The reduced-scale decoder alone, without the fallback: for benchmarks and fuzzing. `scale`
-/// is 2, 4 or 8.
+/// is 1, 2, 4 or 8.
 pub(crate) fn decode_reduced_only(
     data: &[u8],
     info: &ImageInfo,
     scale: u32,
 ) -> Result<Bitmap, Error> {
-    let options = DecoderOptions::default()
+    let (_, input) = read_headers(data)?;
+    reduced(data, info, scale, input)
+}
+
+/// zune-jpeg's options for a header read or a lenient decode. Limits were already enforced
+/// from our own header walk, so zune accepts any u16 size.
+fn lenient_options() -> DecoderOptions {
+    DecoderOptions::default()
         .set_max_width(usize::from(u16::MAX))
         .set_max_height(usize::from(u16::MAX))
-        .set_strict_mode(false);
-    let mut decoder = JpegDecoder::new_with_options(ZCursor::new(data), options);
+        .set_strict_mode(false)
+}
+
+/// zune-jpeg's decoder over an in-memory file.
+type Zune<'a> = JpegDecoder<ZCursor<&'a [u8]>>;
+
+/// zune-jpeg's header read: the decoder (for ICC and EXIF) and the input colour space.
+fn read_headers(data: &[u8]) -> Result<(Zune<'_>, ColorSpace), Error> {
+    let mut decoder = JpegDecoder::new_with_options(ZCursor::new(data), lenient_options());
     decoder.decode_headers().map_err(map_error)?;
     let input = decoder.input_colorspace().unwrap_or(ColorSpace::YCbCr);
+    Ok((decoder, input))
+}
+
+/// [`jpeg_scaled::decode`] at 1/`scale` for the colour space zune-jpeg decided, normalised
+/// as the full path normalises (CMYK/YCCK to ink).
+fn reduced(data: &[u8], info: &ImageInfo, scale: u32, input: ColorSpace) -> Result<Bitmap, Error> {
     let (kind, model) = match input {
         ColorSpace::Luma => (ColorKind::Gray, ColorModel::Gray),
         ColorSpace::YCbCr => (ColorKind::YCbCr, ColorModel::Rgb),
@@ -187,7 +181,7 @@ pub(crate) fn decode_reduced_only(
     ))
 }
 
-fn orientation(decoder: &JpegDecoder<ZCursor<&[u8]>>) -> Orientation {
+fn orientation(decoder: &Zune<'_>) -> Orientation {
     decoder
         .exif()
         .map(|exif| Orientation::from_exif(exif))
