@@ -322,22 +322,21 @@ impl Decoder {
         for sc in &scan.comps {
             self.scanned[sc.index] = true;
             let missing = ScaledError::Corrupt("scan uses an undefined Huffman table");
+            // The current table: a sequential block is complete within its scan.
+            let q = self.qt[frame.comps[sc.index].tq]
+                .as_ref()
+                .ok_or(ScaledError::Corrupt("undefined quantisation table"))?;
+            let plane = planes[sc.index]
+                .take()
+                .ok_or(ScaledError::Corrupt("component twice in one scan"))?;
             comps.push(baseline::SeqComp {
                 dc: self.dc[sc.td].as_ref().ok_or(missing.clone())?,
                 ac: self.ac[sc.ta].as_ref().ok_or(missing)?,
-                // The current table: a sequential block is complete within its scan.
-                q: self.qt[frame.comps[sc.index].tq]
-                    .as_ref()
-                    .ok_or(ScaledError::Corrupt("undefined quantisation table"))?,
-                plane: planes[sc.index]
-                    .take()
-                    .ok_or(ScaledError::Corrupt("component twice in one scan"))?,
+                q,
+                basis: idct::AnyBasis::new(plane.nx, plane.ny, q),
+                plane,
                 pred: 0,
-                basis: None,
             });
-        }
-        for c in &mut comps {
-            c.basis = idct::AnyBasis::new(c.plane.nx, c.plane.ny, c.q);
         }
         let mut dec = baseline::Sequential { comps };
         scan::run(frame, scan, ri, reader, &mut dec)
