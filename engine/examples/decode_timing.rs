@@ -32,15 +32,14 @@ fn main() {
                 None => thumbd_engine::stages::decode(&data, &info, 1),
                 Some(scale) => thumbd_engine::stages::decode_jpeg_reduced(&data, &info, scale),
             };
-            if result.is_err() {
+            if let Err(err) = result {
+                println!("  failed {path}: {err}");
                 best = f64::NAN;
                 break;
             }
             best = best.min(start.elapsed().as_secs_f64() * 1e3);
         }
-        if best.is_nan() {
-            println!("  failed {path}");
-        } else {
+        if !best.is_nan() {
             println!("{best:8.2} {path}");
             total += best;
         }

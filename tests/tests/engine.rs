@@ -521,6 +521,61 @@ mod quality {
     }
 }
 
+/// Damaged JPEGs (truncated files, zeroed entropy data) that libjpeg renders with a warning:
+/// the engine renders them as libjpeg does (missing rows grey, garbled band as decoded), so
+/// vipsthumbnail's picture is the reference and the 30 dB bar applies.
+mod damaged {
+    use super::*;
+    use thumbd_tests::{compare_to_reference, manifest, reference_dir};
+
+    #[test]
+    fn damaged_jpegs_render_as_libjpeg_does() {
+        let mut failures = Vec::new();
+        let mut compared = 0;
+        for entry in manifest().iter().filter(|e| {
+            e.path()
+                .extension()
+                .is_some_and(|x| x == "jpg" || x == "jpeg")
+                && !e.strict_ok()
+                && e.expect.contains("libjpeg")
+        }) {
+            let reference = reference_dir()
+                .join("plain")
+                .join(format!("{}.jpg", entry.stem()));
+            if !reference.exists() {
+                println!("no reference: {}", entry.file);
+                continue;
+            }
+            let reference = thumbd_tests::decode(&std::fs::read(reference).unwrap()).to_rgb8();
+            let data = std::fs::read(entry.path()).unwrap();
+            let ours = match thumbnail(&data, &Request::default(), &Limits::default()) {
+                Ok(t) => thumbd_tests::decode(&t[0].data).to_rgb8(),
+                Err(e) => {
+                    failures.push(format!("{}: no thumbnail: {e}", entry.file));
+                    continue;
+                }
+            };
+            if ours.dimensions() != reference.dimensions() {
+                failures.push(format!(
+                    "{}: size {:?}, vipsthumbnail {:?}",
+                    entry.file,
+                    ours.dimensions(),
+                    reference.dimensions()
+                ));
+                continue;
+            }
+            let (value, floor) = compare_to_reference(&ours, &reference, entry.is_cmyk());
+            println!("{value:6.2} dB  {}", entry.file);
+            compared += 1;
+            if value < floor {
+                failures.push(format!("{}: PSNR {value:.2} dB < {floor} dB", entry.file));
+            }
+        }
+        assert!(compared >= 4, "only {compared} damaged files compared");
+        assert!(failures.is_empty(), "{failures:#?}");
+    }
+}
+
 mod plan {
     use proptest::prelude::*;
     use thumbd_engine::{plan, Fit};

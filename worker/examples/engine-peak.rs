@@ -9,13 +9,17 @@
 //! per file: the peak of live heap bytes during the call (above what was live before it), the
 //! worker's estimate for that image ([`thumbd::service::estimate`]), and their ratio. Exits 1
 //! if any image's peak exceeds its estimate, so the estimate stays an upper bound.
+//!
+//! It also measures the decode stage alone (`thumbd_engine::stages::decode` at the engine's
+//! shrink-on-load factor) against the JPEG shrink-on-load bar: compressed input plus decode
+//! peak, over compressed input plus the decoded (reduced) image.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use thumbd::service::estimate::{estimate, EstimateParts};
-use thumbd_engine::{Limits, Request};
+use thumbd_engine::{plan, stages, Limits, Request};
 
 struct Counting;
 
@@ -91,7 +95,10 @@ fn main() {
             files.push(input);
         }
     }
-    println!("file\tformat\twidth\theight\tpath\tbytes\tpeak_mib\testimate_mib\tpeak/estimate");
+    println!(
+        "file\tformat\twidth\theight\tpath\tbytes\tpeak_mib\testimate_mib\tpeak/estimate\t\
+         decode_peak_mib\treduced_mib\t(input+decode_peak)/(input+reduced)"
+    );
     let mut over = 0;
     let mut worst: f64 = 0.0;
     for file in files {
@@ -100,6 +107,19 @@ fn main() {
             continue;
         };
         let est: EstimateParts = estimate(&info, &data, &request);
+        let largest = request
+            .sizes
+            .iter()
+            .map(|&s| plan(info.width, info.height, s, request.fit))
+            .max_by_key(|&(w, h)| u64::from(w) * u64::from(h))
+            .unwrap_or((info.width, info.height));
+        let shrink = stages::shrink_on_load_factor(&info, largest);
+        let before = LIVE.load(Ordering::Relaxed);
+        PEAK.store(before, Ordering::Relaxed);
+        let decoded = stages::decode(&data, &info, shrink);
+        let decode_peak = PEAK.load(Ordering::Relaxed).saturating_sub(before) as u64;
+        let reduced = decoded.as_ref().map_or(0, |p| p.byte_len() as u64);
+        drop(decoded);
         let before = LIVE.load(Ordering::Relaxed);
         PEAK.store(before, Ordering::Relaxed);
         let result = thumbd_engine::thumbnail(&data, &request, &limits);
@@ -110,8 +130,9 @@ fn main() {
         if peak > est.engine_bytes {
             over += 1;
         }
+        let input = data.len() as u64;
         println!(
-            "{}\t{:?}\t{}\t{}\t{}{}\t{}\t{:.1}\t{:.1}\t{:.2}",
+            "{}\t{:?}\t{}\t{}\t{}{}\t{}\t{:.1}\t{:.1}\t{:.2}\t{:.2}\t{:.2}\t{:.2}",
             file.file_name().unwrap().to_string_lossy(),
             info.format,
             info.width,
@@ -122,6 +143,9 @@ fn main() {
             peak as f64 / 1048576.0,
             est.engine_bytes as f64 / 1048576.0,
             ratio,
+            decode_peak as f64 / 1048576.0,
+            reduced as f64 / 1048576.0,
+            (input + decode_peak) as f64 / (input + reduced) as f64,
         );
     }
     eprintln!("worst peak/estimate {worst:.2}; {over} image(s) over their estimate");

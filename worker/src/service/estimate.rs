@@ -18,22 +18,21 @@
 //! | PNG full (interlaced, or no shrink) | the full frame, plus the shrunk copy |
 //! | every path, after the decode | the decoded pixels, a premultiplied copy, the resizer's intermediate images, colour and orientation copies, encoded outputs |
 //!
-//! | JPEG without an EOI at the end (truncated) | the larger of the reduced decode and the full decode (the reduced decoder declines truncated data, and zune-jpeg decodes it in full after the reduced decoder's buffers are freed) |
+//! | JPEG without an EOI at the end (truncated) | the larger of the reduced decode and the full decode: the reduced decoder renders a file cut inside its scans (the rest grey, as libjpeg does), but one cut before some component's first scan is declined, and zune-jpeg then decodes it in full after the reduced decoder's buffers are freed |
 //!
 //! It is checked against the engine's measured peak on every corpus image by
 //! `cargo run --release -p thumbd --example engine-peak -- corpus/full` (prints each image's
 //! peak and estimate; exits 1 if any image exceeds its estimate).
 //!
-//! # The one gap: corrupt entropy data
-//! The reduced decoder also falls back to zune-jpeg's full decode on corrupt entropy-coded
-//! data (a bad Huffman code mid-file), on 12-bit precision and on odd sampling ratios, none of
-//! which [`thumbd_engine::ImageInfo`] shows. Those images hold up to the full decode (3 bytes
-//! per pixel, plus 2 bytes per sample for progressive files) while their reservation is the
-//! reduced path's. In the corpus, `derived_zeroed4k_analogpattern_by_Peter_Nerlich.jpg` (6.2
-//! MP, 4 KiB of zeroed entropy data) is the one such file: 23 MiB measured, 7.5 MiB
-//! estimated. Closing it needs the engine (see the worker's notes in the README): either an
-//! option to refuse the full-decode fallback above a pixel count, or the fallback decision
-//! exposed before the decode.
+//! # The remaining gap: what the header does not show
+//! The reduced decoder also falls back to zune-jpeg's full decode on 12-bit precision, odd
+//! sampling ratios and structurally corrupt scans (a Huffman table a scan names but the file
+//! never defines), none of which [`thumbd_engine::ImageInfo`] shows. Such an image holds up to
+//! the full decode (3 bytes per pixel, plus 2 bytes per sample for progressive files) while its
+//! reservation is the reduced path's. No corpus image does this any more: damaged entropy
+//! data (`derived_zeroed4k_…`, 4 KiB zeroed mid-file) is decoded at reduced scale the way
+//! libjpeg renders it. Closing the gap for good needs the fallback decision exposed by the
+//! engine before the decode, or an option to refuse the full-decode fallback.
 
 use thumbd_engine::{plan, ImageInfo, InputFormat, JpegCoding, Request};
 

@@ -8,11 +8,15 @@
 
 use super::huffman::{BitReader, HuffTable};
 use super::idct::{self, AnyBasis, Basis};
+use super::output::Assembler;
 use super::scan::BlockDecoder;
 use super::{Plane, ScaledError};
 
 /// Per-component state of a sequential scan.
 pub(super) struct SeqComp<'a> {
+    /// The component's index in the frame, and its vertical sampling factor.
+    pub index: usize,
+    pub v: usize,
     pub dc: &'a HuffTable,
     pub ac: &'a HuffTable,
     pub q: &'a [u16; 64],
@@ -24,6 +28,8 @@ pub(super) struct SeqComp<'a> {
 
 pub(super) struct Sequential<'a> {
     pub comps: Vec<SeqComp<'a>>,
+    /// Takes each finished MCU row (when the scan holds every component).
+    pub sink: Option<&'a mut Assembler>,
 }
 
 impl BlockDecoder for Sequential<'_> {
@@ -44,7 +50,8 @@ impl BlockDecoder for Sequential<'_> {
         c.pred = c.pred.wrapping_add(r.receive_extend(s));
         let dc = i32::from(c.pred as i16);
         let stride = c.plane.stride;
-        let Some(out) = c.plane.data.get_mut(by * ny * stride + bx * nx..) else {
+        let start = c.plane.row_start(by * ny) + bx * nx;
+        let Some(out) = c.plane.data.get_mut(start..) else {
             return Err(ScaledError::Corrupt("block outside the component"));
         };
         match &c.basis {
@@ -68,9 +75,9 @@ impl BlockDecoder for Sequential<'_> {
 
     fn missing(&mut self, pos: usize, bx: usize, by: usize) -> Result<(), ScaledError> {
         let plane = &mut *self.comps[pos].plane;
-        let (nx, ny, stride) = (plane.nx, plane.ny, plane.stride);
+        let (nx, ny) = (plane.nx, plane.ny);
         for y in 0..ny {
-            let start = (by * ny + y) * stride + bx * nx;
+            let start = plane.row_start(by * ny + y) + bx * nx;
             plane
                 .data
                 .get_mut(start..start + nx)
@@ -78,6 +85,21 @@ impl BlockDecoder for Sequential<'_> {
                 .fill(128);
         }
         Ok(())
+    }
+
+    fn row_done(&mut self, rows: usize) {
+        let Some(sink) = self.sink.as_deref_mut() else {
+            return;
+        };
+        // Frame order: the scan holds every component.
+        let mut planes: [Option<&Plane>; 4] = [None; 4];
+        let mut ready = [0; 4];
+        for c in &self.comps {
+            planes[c.index] = Some(&*c.plane);
+            ready[c.index] = rows * c.v * c.plane.ny;
+        }
+        let planes: Vec<&Plane> = planes.iter().flatten().copied().collect();
+        sink.emit(&planes, &ready[..planes.len()]);
     }
 }
 

@@ -29,15 +29,25 @@
 //!   SOF13–15), 12- and 16-bit precision, DNL-defined heights, a second frame header;
 //! * 2-component frames and non-integer subsampling ratios (e.g. h = 3 next to h = 2);
 //! * a colour space whose channel count disagrees with the frame (decided by zune-jpeg);
-//! * corrupt data: bad tables, a block index outside the frame, missing restart markers, a
-//!   scan that names a missing table. Damage inside entropy-coded data is handled as libjpeg
-//!   handles it: a bit pattern that is no Huffman code reads as symbol 0, a run past the end
-//!   of a block ends it, and with restart markers the rest of a damaged interval is grey and
-//!   decoding resumes at the next marker (junk before it is skipped);
-//! * truncation inside a scan this path needs (a sequential file cut short, or a progressive
-//!   file cut inside its DC scans at 1/8). A progressive file cut anywhere after its DC scans
-//!   still yields a 1/8 thumbnail; at 1/4 and 1/2, one cut between two scans yields the
-//!   coarser picture those scans make, as libjpeg does.
+//! * corrupt data: bad tables, a block index outside the frame, a scan that names a missing
+//!   table, a component in two sequential scans;
+//! * a file that ends before some component's first scan.
+//!
+//! Damage inside entropy-coded data is not a fallback; it is handled as libjpeg handles it: a
+//! bit pattern that is no Huffman code reads as symbol 0, a run past the end of a block ends
+//! it, and data that runs out early (a truncated file, junk, zeroed bytes, a stray marker)
+//! leaves the blocks from there on missing: grey in a sequential or DC scan, unrefined in a
+//! progressive AC scan. With restart markers that lasts to the next marker, where decoding
+//! resumes (junk before it is skipped); without them, to the end of the scan. So a
+//! progressive file cut after its DC scans still yields a full 1/8 thumbnail, and at 1/4 and
+//! 1/2 a cut yields the coarser picture the scans before it make.
+//!
+//! # Memory
+//! A sequential decode whose one scan holds every component (the usual layout) keeps its
+//! planes as bands of two MCU rows: [`output::Assembler`] colour-converts each row as soon as
+//! the planes hold what it reads, so the decode holds the output image plus a few rows. A
+//! progressive decode keeps its coefficient store until the last scan, converts it into whole
+//! planes, frees it, and only then allocates the output.
 //!
 //! Allocation is bounded by the frame size, which must equal the size the engine's probe
 //! admitted under its limits; every loop is bounded by the block count of the frame.
@@ -100,7 +110,8 @@ pub(crate) struct ScaledImage {
     pub data: Vec<u8>,
 }
 
-/// One component at the reduced scale, padded to whole MCUs.
+/// One component at the reduced scale, padded to whole MCUs: whole, or as a band of two MCU
+/// rows reused as a ring while [`output::Assembler`] turns finished rows into pixels.
 pub(crate) struct Plane {
     pub stride: usize,
     /// Samples per block across and down (1, 2, 4 or 8). Subsampled chroma gets more than luma
@@ -108,7 +119,21 @@ pub(crate) struct Plane {
     /// DCT scaling does) and the result keeps the chroma detail a filter would blur.
     pub nx: usize,
     pub ny: usize,
+    /// Rows held: all of them, or a band of a power of two rows, a multiple of `ny` (so a
+    /// block's rows never wrap).
+    pub rows: usize,
+    /// Row `y` of the plane is stored at row `y & row_mask` (`usize::MAX` for a whole plane;
+    /// a mask, not a modulo, because it is computed for every block).
+    row_mask: usize,
     pub data: Vec<u8>,
+}
+
+impl Plane {
+    /// Offset in `data` of plane row `y`.
+    #[inline(always)]
+    pub fn row_start(&self, y: usize) -> usize {
+        (y & self.row_mask) * self.stride
+    }
 }
 
 /// Decodes `data` at 1/`scale` (`scale` ∈ {1, 2, 4, 8}) of `expect` = (width, height), the size
@@ -120,15 +145,16 @@ pub(crate) fn decode(
     scale: u32,
     kind: ColorKind,
 ) -> Result<ScaledImage, ScaledError> {
-    let (frame, planes) = decode_planes(data, expect, scale)?;
-    if frame.comps.len() != kind.channels() {
-        return Err(ScaledError::Unsupported(
-            "colour space does not match the component count",
-        ));
-    }
-    Ok(output::assemble(&frame, &planes, idct::side(scale), kind))
+    let mut d = Decoder::run(data, expect, scale, Some(kind))?;
+    d.assembler
+        .take()
+        .and_then(output::Assembler::finish)
+        .ok_or(ScaledError::Corrupt(
+            "the scans left rows of the image undecoded",
+        ))
 }
 
+#[cfg(test)]
 /// The component planes at 1/`scale`, before upsampling and colour conversion (each padded to
 /// whole MCUs; [`markers::Component`] has their valid size).
 fn decode_planes(
@@ -136,50 +162,35 @@ fn decode_planes(
     expect: (u32, u32),
     scale: u32,
 ) -> Result<(Frame, Vec<Plane>), ScaledError> {
-    if !matches!(scale, 1 | 2 | 4 | 8) {
-        return Err(ScaledError::Unsupported(
-            "scale other than 1, 1/2, 1/4, 1/8",
-        ));
-    }
-    if !data.starts_with(&[0xFF, 0xD8]) {
-        return Err(ScaledError::Corrupt("no SOI marker"));
-    }
-    let mut d = Decoder {
-        scale,
-        n: idct::side(scale),
-        expect: (expect.0 as usize, expect.1 as usize),
-        qt: [None; 4],
-        dc: [None, None, None, None],
-        ac: [None, None, None, None],
-        restart_interval: 0,
-        frame: None,
-        planes: Vec::new(),
-        coefs: Vec::new(),
-        latched_q: Vec::new(),
-        scanned: Vec::new(),
-        dc_missing_bits: Vec::new(),
-    };
-    d.run(data)?;
+    let mut d = Decoder::run(data, expect, scale, None)?;
     let frame = d.frame.take().ok_or(ScaledError::Truncated)?;
-    if d.scanned.iter().any(|&s| !s) {
-        return Err(ScaledError::Truncated);
-    }
-    if frame.progressive {
-        d.coefs_to_planes(&frame)?;
-    }
     Ok((frame, d.planes))
+}
+
+/// Whether the planes are bands (their rows were assembled during the scan).
+fn banded(frame: &Frame, planes: &[Plane]) -> bool {
+    frame
+        .comps
+        .iter()
+        .zip(planes)
+        .any(|(c, p)| p.rows < c.alloc_y * p.ny)
 }
 
 struct Decoder {
     scale: u32,
     n: usize,
     expect: (usize, usize),
+    /// The colour interpretation when the decode produces pixels (`None`: planes only, whole).
+    kind: Option<ColorKind>,
     qt: [Option<[u16; 64]>; 4],
     dc: [Option<HuffTable>; 4],
     ac: [Option<HuffTable>; 4],
     restart_interval: usize,
     frame: Option<Frame>,
+    /// Allocated at the first sequential scan, or after the progressive scans.
     planes: Vec<Plane>,
+    /// Turns plane rows into pixels as they are finished (when `kind` is set).
+    assembler: Option<output::Assembler>,
     /// Progressive only: coefficient store per component.
     coefs: Vec<Coefs>,
     /// Quantisation table of each component, latched at its first scan (as libjpeg does).
@@ -191,7 +202,57 @@ struct Decoder {
 }
 
 impl Decoder {
-    fn run(&mut self, data: &[u8]) -> Result<(), ScaledError> {
+    /// Decodes the file: the planes are filled (and, with a `kind`, the assembler has every row).
+    fn run(
+        data: &[u8],
+        expect: (u32, u32),
+        scale: u32,
+        kind: Option<ColorKind>,
+    ) -> Result<Decoder, ScaledError> {
+        if !matches!(scale, 1 | 2 | 4 | 8) {
+            return Err(ScaledError::Unsupported(
+                "scale other than 1, 1/2, 1/4, 1/8",
+            ));
+        }
+        if !data.starts_with(&[0xFF, 0xD8]) {
+            return Err(ScaledError::Corrupt("no SOI marker"));
+        }
+        let mut d = Decoder {
+            scale,
+            n: idct::side(scale),
+            expect: (expect.0 as usize, expect.1 as usize),
+            kind,
+            qt: [None; 4],
+            dc: [None, None, None, None],
+            ac: [None, None, None, None],
+            restart_interval: 0,
+            frame: None,
+            planes: Vec::new(),
+            assembler: None,
+            coefs: Vec::new(),
+            latched_q: Vec::new(),
+            scanned: Vec::new(),
+            dc_missing_bits: Vec::new(),
+        };
+        d.segments(data)?;
+        let frame = d.frame.take().ok_or(ScaledError::Truncated)?;
+        if d.scanned.iter().any(|&s| !s) {
+            return Err(ScaledError::Truncated);
+        }
+        if frame.progressive {
+            d.coefs_to_planes(&frame)?;
+        } else if let Some(assembler) = d.assembler.as_mut().filter(|_| !banded(&frame, &d.planes))
+        {
+            // Components of separate scans: every plane is whole and complete now.
+            let planes: Vec<&Plane> = d.planes.iter().collect();
+            let ready: Vec<usize> = d.planes.iter().map(|p| p.rows).collect();
+            assembler.emit(&planes, &ready);
+        }
+        d.frame = Some(frame);
+        Ok(d)
+    }
+
+    fn segments(&mut self, data: &[u8]) -> Result<(), ScaledError> {
         let mut pos = 2;
         while let Some((seg, next)) = markers::next_segment(data, pos) {
             pos = next;
@@ -205,7 +266,7 @@ impl Decoder {
                     if self.frame.is_some() {
                         return Err(ScaledError::Unsupported("more than one frame header"));
                     }
-                    self.start_frame(markers::parse_sof(seg.marker, seg.payload, self.expect)?);
+                    self.start_frame(markers::parse_sof(seg.marker, seg.payload, self.expect)?)?;
                 }
                 0xCC => return Err(ScaledError::Unsupported("arithmetic coding (DAC)")),
                 0xDC => return Err(ScaledError::Unsupported("DNL marker")),
@@ -227,12 +288,35 @@ impl Decoder {
         Ok(())
     }
 
-    fn start_frame(&mut self, frame: Frame) {
-        let n = self.n;
+    fn start_frame(&mut self, frame: Frame) -> Result<(), ScaledError> {
         let count = frame.comps.len();
+        if self.kind.is_some_and(|kind| kind.channels() != count) {
+            return Err(ScaledError::Unsupported(
+                "colour space does not match the component count",
+            ));
+        }
         self.latched_q = vec![None; count];
         self.scanned = vec![false; count];
         self.dc_missing_bits = vec![u8::MAX; count];
+        if frame.progressive {
+            let per_block = if self.scale == 8 { 1 } else { 64 };
+            self.coefs = frame
+                .comps
+                .iter()
+                .map(|c| Coefs {
+                    per_block,
+                    alloc_x: c.alloc_x,
+                    data: vec![0; c.alloc_x * c.alloc_y * per_block],
+                })
+                .collect();
+        }
+        self.frame = Some(frame);
+        Ok(())
+    }
+
+    /// Allocates the planes: whole, or as two-MCU-row bands when `band`.
+    fn alloc_planes(&mut self, frame: &Frame, band: bool) {
+        let n = self.n;
         // Progressive at 1/8 reads DC only, so chroma cannot get a larger IDCT there.
         let dc_only = frame.progressive && self.scale == 8;
         self.planes = frame
@@ -247,27 +331,33 @@ impl Decoder {
                     }
                 };
                 let (nx, ny) = (grow(frame.hmax / c.h), grow(frame.vmax / c.v));
+                let whole = c.alloc_y * ny;
+                // Two MCU rows: the one being decoded and the one before it, whose last row
+                // the upsampling filter still reads.
+                let ring = (2 * c.v * ny).next_power_of_two();
+                let (rows, row_mask) = if band && ring < whole {
+                    (ring, ring - 1)
+                } else {
+                    (whole, usize::MAX)
+                };
                 Plane {
                     stride: c.alloc_x * nx,
                     nx,
                     ny,
-                    data: vec![0; c.alloc_x * nx * c.alloc_y * ny],
+                    rows,
+                    row_mask,
+                    data: vec![0; c.alloc_x * nx * rows],
                 }
             })
             .collect();
-        if frame.progressive {
-            let per_block = if self.scale == 8 { 1 } else { 64 };
-            self.coefs = frame
-                .comps
-                .iter()
-                .map(|c| Coefs {
-                    per_block,
-                    alloc_x: c.alloc_x,
-                    data: vec![0; c.alloc_x * c.alloc_y * per_block],
-                })
-                .collect();
+    }
+
+    /// Allocates the assembler (and with it the output image) when the decode makes pixels.
+    fn start_assembly(&mut self, frame: &Frame) {
+        if let Some(kind) = self.kind {
+            let samples: Vec<(usize, usize)> = self.planes.iter().map(|p| (p.nx, p.ny)).collect();
+            self.assembler = Some(output::Assembler::new(frame, &samples, self.n, kind));
         }
-        self.frame = Some(frame);
     }
 
     /// At 1/8 a progressive decode is done once every component's DC is exact.
@@ -317,9 +407,19 @@ impl Decoder {
         ri: usize,
         reader: &mut BitReader<'_>,
     ) -> Result<(), ScaledError> {
+        // Bands suffice when one scan holds every component (always, in practice): rows are
+        // finished MCU row by MCU row.
+        let all_in_one = scan.comps.len() == frame.comps.len();
+        if self.planes.is_empty() {
+            self.alloc_planes(frame, self.kind.is_some() && all_in_one);
+            self.start_assembly(frame);
+        }
         let mut planes: Vec<Option<&mut Plane>> = self.planes.iter_mut().map(Some).collect();
         let mut comps = Vec::with_capacity(scan.comps.len());
         for sc in &scan.comps {
+            if self.scanned[sc.index] {
+                return Err(ScaledError::Corrupt("a component in two sequential scans"));
+            }
             self.scanned[sc.index] = true;
             let missing = ScaledError::Corrupt("scan uses an undefined Huffman table");
             // The current table: a sequential block is complete within its scan.
@@ -330,6 +430,8 @@ impl Decoder {
                 .take()
                 .ok_or(ScaledError::Corrupt("component twice in one scan"))?;
             comps.push(baseline::SeqComp {
+                index: sc.index,
+                v: frame.comps[sc.index].v,
                 dc: self.dc[sc.td].as_ref().ok_or(missing.clone())?,
                 ac: self.ac[sc.ta].as_ref().ok_or(missing)?,
                 q,
@@ -338,7 +440,12 @@ impl Decoder {
                 pred: 0,
             });
         }
-        let mut dec = baseline::Sequential { comps };
+        let sink = if all_in_one {
+            self.assembler.as_mut()
+        } else {
+            None
+        };
+        let mut dec = baseline::Sequential { comps, sink };
         scan::run(frame, scan, ri, reader, &mut dec)
     }
 
@@ -413,8 +520,12 @@ impl Decoder {
         scan::run(frame, scan, ri, reader, &mut dec)
     }
 
-    /// Progressive: the reduced IDCT of every stored block into the planes.
+    /// Progressive: the reduced IDCT of every stored block into whole planes, then the store
+    /// is freed before the output image is allocated. The planes are never larger than the
+    /// output (half of it for 4:2:0 at 1/8), so the peak is the store plus the planes, or the
+    /// planes plus the output, whichever is larger.
     fn coefs_to_planes(&mut self, frame: &Frame) -> Result<(), ScaledError> {
+        self.alloc_planes(frame, false);
         for (ci, c) in frame.comps.iter().enumerate() {
             let q = self.latched_q[ci].ok_or(ScaledError::Truncated)?;
             let plane = &mut self.planes[ci];
@@ -425,7 +536,8 @@ impl Decoder {
                 for bx in 0..c.alloc_x {
                     let start = (by * c.alloc_x + bx) * store.per_block;
                     let block = &store.data[start..start + store.per_block];
-                    let out = &mut plane.data[by * ny * stride + bx * nx..];
+                    let row = plane.row_start(by * ny);
+                    let out = &mut plane.data[row + bx * nx..];
                     match &basis {
                         None => out[0] = idct::dc_pixel(block[0], q[0]),
                         Some(basis) => {
@@ -437,6 +549,13 @@ impl Decoder {
                     }
                 }
             }
+        }
+        self.coefs = Vec::new();
+        self.start_assembly(frame);
+        if let Some(assembler) = &mut self.assembler {
+            let planes: Vec<&Plane> = self.planes.iter().collect();
+            let ready: Vec<usize> = self.planes.iter().map(|p| p.rows).collect();
+            assembler.emit(&planes, &ready);
         }
         Ok(())
     }

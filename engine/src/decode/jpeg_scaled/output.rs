@@ -1,63 +1,113 @@
 //! Reduced component planes → interleaved pixels: chroma upsampled at the reduced scale
 //! (centre-aligned linear interpolation, i.e. libjpeg's "fancy" triangle filter for 2×), then
 //! YCbCr → RGB. CMYK and YCCK planes are interleaved raw, exactly as zune-jpeg hands them to
-//! `decode/jpeg.rs`, which normalises them to ink values.
+//! `decode/jpeg.rs`, which normalises them to ink values. Rows are produced as soon as the
+//! planes hold what they read, so a decode need not keep whole planes.
 
 use super::markers::Frame;
 use super::{ColorKind, Plane, ScaledImage};
 
-/// Interleaves (and colour-converts) the reduced planes, `n` pixels per block side.
-pub(super) fn assemble(frame: &Frame, planes: &[Plane], n: usize, kind: ColorKind) -> ScaledImage {
-    let width = (frame.width * n).div_ceil(8);
-    let height = (frame.height * n).div_ceil(8);
-    let channels = planes.len();
-    let mut data = vec![0u8; width * height * channels];
-    let ups: Vec<Upsampler> = frame
-        .comps
-        .iter()
-        .zip(planes)
-        .map(|(c, p)| {
-            // What the component's IDCT did not already upsample.
-            let rx = n * frame.hmax / c.h / p.nx;
-            let ry = n * frame.vmax / c.v / p.ny;
-            Upsampler::new(
-                p,
-                (c.width * p.nx).div_ceil(8),
-                (c.height * p.ny).div_ceil(8),
-                rx.max(1),
-                ry.max(1),
-                width,
-            )
-        })
-        .collect();
-    let mut rows: Vec<Vec<u8>> = vec![vec![0u8; width]; channels];
-    for (y, out) in data.chunks_exact_mut(width * channels).enumerate() {
-        for (up, row) in ups.iter().zip(rows.iter_mut()) {
-            up.row(y, row);
+/// Builds the interleaved (and colour-converted) image row by row as the planes fill up, so a
+/// decode can hold its planes as bands of two MCU rows ([`Plane::rows`]) instead of whole.
+pub(super) struct Assembler {
+    width: usize,
+    height: usize,
+    channels: usize,
+    kind: ColorKind,
+    ups: Vec<Upsampler>,
+    /// One output-resolution row per component.
+    rows: Vec<Vec<u8>>,
+    data: Vec<u8>,
+    /// The next output row to produce.
+    next: usize,
+}
+
+impl Assembler {
+    /// An assembler for `frame` decoded with `n` pixels per block side into planes with
+    /// `(nx, ny)` samples per block per component.
+    pub(super) fn new(
+        frame: &Frame,
+        samples: &[(usize, usize)],
+        n: usize,
+        kind: ColorKind,
+    ) -> Self {
+        let width = (frame.width * n).div_ceil(8);
+        let height = (frame.height * n).div_ceil(8);
+        let channels = samples.len();
+        let ups = frame
+            .comps
+            .iter()
+            .zip(samples)
+            .map(|(c, &(nx, ny))| {
+                // What the component's IDCT did not already upsample.
+                let rx = n * frame.hmax / c.h / nx;
+                let ry = n * frame.vmax / c.v / ny;
+                Upsampler::new(
+                    (c.width * nx).div_ceil(8),
+                    (c.height * ny).div_ceil(8),
+                    rx.max(1),
+                    ry.max(1),
+                    width,
+                )
+            })
+            .collect();
+        Assembler {
+            width,
+            height,
+            channels,
+            kind,
+            ups,
+            rows: vec![vec![0u8; width]; channels],
+            data: vec![0u8; width * height * channels],
+            next: 0,
         }
-        match (kind, channels) {
-            (ColorKind::YCbCr, 3) => ycbcr_row(&rows[0], &rows[1], &rows[2], out),
-            _ if channels == 1 => out.copy_from_slice(&rows[0]),
-            _ => {
-                for (x, px) in out.chunks_exact_mut(channels).enumerate() {
-                    for (v, row) in px.iter_mut().zip(&rows) {
-                        *v = row[x];
+    }
+
+    /// Produces every output row whose source rows are all decoded: `ready[c]` rows of plane
+    /// `c` (in frame order) are final, and rows before those the planes still hold.
+    pub(super) fn emit(&mut self, planes: &[&Plane], ready: &[usize]) {
+        let row_bytes = self.width * self.channels;
+        while self.next < self.height
+            && self
+                .ups
+                .iter()
+                .zip(ready)
+                .all(|(up, &ready)| up.last_source_row(self.next) < ready)
+        {
+            let y = self.next;
+            for ((up, plane), row) in self.ups.iter().zip(planes).zip(self.rows.iter_mut()) {
+                up.row(plane, y, row);
+            }
+            let out = &mut self.data[y * row_bytes..(y + 1) * row_bytes];
+            let rows = &self.rows;
+            match (self.kind, self.channels) {
+                (ColorKind::YCbCr, 3) => ycbcr_row(&rows[0], &rows[1], &rows[2], out),
+                (_, 1) => out.copy_from_slice(&rows[0]),
+                _ => {
+                    for (x, px) in out.chunks_exact_mut(self.channels).enumerate() {
+                        for (v, row) in px.iter_mut().zip(rows) {
+                            *v = row[x];
+                        }
                     }
                 }
             }
+            self.next += 1;
         }
     }
-    ScaledImage {
-        width,
-        height,
-        channels,
-        data,
+
+    /// The image, once [`Self::emit`] has produced every row.
+    pub(super) fn finish(self) -> Option<ScaledImage> {
+        (self.next == self.height).then_some(ScaledImage {
+            width: self.width,
+            height: self.height,
+            channels: self.channels,
+            data: self.data,
+        })
     }
 }
 
 /// Produces rows of one component at the output resolution.
-struct Upsampler<'a> {
-    plane: &'a Plane,
+struct Upsampler {
     /// Valid size of the reduced plane (the rest is MCU padding).
     w: usize,
     h: usize,
@@ -67,32 +117,42 @@ struct Upsampler<'a> {
     cols: Vec<(usize, usize, u32)>,
 }
 
-impl<'a> Upsampler<'a> {
-    fn new(plane: &'a Plane, w: usize, h: usize, rx: usize, ry: usize, out_w: usize) -> Self {
+impl Upsampler {
+    fn new(w: usize, h: usize, rx: usize, ry: usize, out_w: usize) -> Self {
         let (w, h) = (w.max(1), h.max(1));
         let cols = if rx == 1 {
             Vec::new()
         } else {
             (0..out_w).map(|x| taps(x, rx, w)).collect()
         };
-        Upsampler {
-            plane,
-            w,
-            h,
-            ry,
-            cols,
+        Upsampler { w, h, ry, cols }
+    }
+
+    /// The last plane row that output row `y` reads.
+    fn last_source_row(&self, y: usize) -> usize {
+        if self.ry == 1 {
+            y.min(self.h - 1)
+        } else {
+            taps(y, self.ry, self.h).1
         }
     }
 
-    fn row(&self, y: usize, out: &mut [u8]) {
-        let stride = self.plane.stride;
-        let src = |row: usize| &self.plane.data[row * stride..row * stride + self.w];
+    fn row(&self, plane: &Plane, y: usize, out: &mut [u8]) {
+        let src = |row: usize| {
+            let start = plane.row_start(row);
+            &plane.data[start..start + self.w]
+        };
         if self.ry == 1 && self.cols.is_empty() {
             let n = out.len().min(self.w);
             out[..n].copy_from_slice(&src(y.min(self.h - 1))[..n]);
             return;
         }
-        let (y0, y1, wy) = taps(y, self.ry, self.h);
+        let (y0, y1, wy) = if self.ry == 1 {
+            let row = y.min(self.h - 1);
+            (row, row, 0)
+        } else {
+            taps(y, self.ry, self.h)
+        };
         let (a, b) = (src(y0), src(y1));
         // Vertical blend in 8.8 fixed point.
         let blend = |x: usize| u32::from(a[x]) * (256 - wy) + u32::from(b[x]) * wy;

@@ -23,12 +23,14 @@ pub(super) trait BlockDecoder {
     fn missing(&mut self, _pos: usize, _bx: usize, _by: usize) -> Result<(), ScaledError> {
         Ok(())
     }
+    /// Called when the first `rows` MCU rows (block rows, in a one-component scan) are done.
+    fn row_done(&mut self, _rows: usize) {}
 }
 
-/// Runs `dec` over every block of `scan`. Returns an error when the data runs out (or hits a
-/// marker) before the scan's last block, or when an expected restart marker is missing. As in
-/// libjpeg, an interval whose data runs out early (junk, a stray marker) is grey from there
-/// and decoding resumes at the next restart marker.
+/// Runs `dec` over every block of `scan`. As in libjpeg, data that runs out early (a
+/// truncated file, junk, a stray marker) leaves the blocks from there on missing (grey, or
+/// unrefined in a progressive scan): with restart markers up to the next one, where decoding
+/// resumes, and without them (or with no restart marker left) to the end of the scan.
 pub(super) fn run(
     frame: &Frame,
     scan: &Scan,
@@ -44,24 +46,23 @@ pub(super) fn run(
         (c.blocks_x, c.blocks_y)
     };
     let mut left = restart_interval;
+    // No data left for the rest of the scan.
+    let mut lost = false;
     for my in 0..units_y {
-        // Stop early on data that ran out long ago rather than decoding zeros to the end.
-        // With restart markers, a damaged interval is left to the resynchronisation below.
-        if restart_interval == 0 && r.overran() {
-            return Err(ScaledError::Truncated);
-        }
         for mx in 0..units_x {
-            if restart_interval > 0 {
+            if restart_interval > 0 && !lost {
                 if left == 0 {
-                    if !r.restart() {
-                        return Err(ScaledError::Truncated);
+                    if r.restart() {
+                        dec.restart();
+                    } else {
+                        lost = true;
                     }
-                    dec.restart();
                     left = restart_interval;
                 }
                 left -= 1;
             }
-            let damaged = restart_interval > 0 && r.overran();
+            lost |= restart_interval == 0 && r.overran();
+            let damaged = lost || r.overran();
             let mut unit = |pos, bx, by| {
                 if damaged {
                     dec.missing(pos, bx, by)
@@ -82,9 +83,7 @@ pub(super) fn run(
                 unit(0, mx, my)?;
             }
         }
-    }
-    if restart_interval == 0 && r.overran() {
-        return Err(ScaledError::Truncated);
+        dec.row_done(my + 1);
     }
     Ok(())
 }

@@ -239,9 +239,13 @@ fn corpus_matches_area_average_of_full_decode() {
             continue;
         };
         // Damaged entropy data (zune-jpeg's strict mode refuses it): zune's lenient picture
-        // is its own guess, not a reference (it stops where libjpeg resynchronises). Those
-        // files are held to vipsthumbnail's pictures in the tests crate instead.
-        if zune_strict_refuses(&data) && !name.contains("zeroed4k") {
+        // is its own guess, not a reference (it stops where libjpeg resynchronises, and it
+        // decodes a garbled band differently). Those files are held to vipsthumbnail's
+        // pictures in the tests crate instead.
+        // Its entropy data ends early (4 KiB zeroed mid-file desynchronise it): zune-jpeg
+        // decodes the rest from zero bits, libjpeg (and this decoder) leave it grey.
+        let ends_early = name.starts_with("derived_zeroed4k");
+        if zune_strict_refuses(&data) || ends_early {
             damaged.push(name);
             continue;
         }
@@ -264,7 +268,7 @@ fn corpus_matches_area_average_of_full_decode() {
     eprintln!("checked {checked}; declined (full decoder used): {declined:?}");
     eprintln!("damaged, no zune-jpeg reference: {damaged:?}");
     assert!(
-        damaged.len() <= 2,
+        damaged.len() <= 3,
         "more damaged files than expected: {damaged:?}"
     );
     assert!(failures.is_empty(), "{failures:#?}");
@@ -466,8 +470,67 @@ fn truncated_progressive_after_dc_scans_still_decodes_at_one_eighth() {
     let cut = cut.expect("jpeg-encoder writes AC scans");
     let part = decode(&jpeg[..cut], (300, 200), 8, ColorKind::YCbCr).expect("DC scans complete");
     assert_eq!(part, whole);
-    // Cut inside the DC scans: declined (the full decoder then decides).
-    assert!(decode(&jpeg[..600], (300, 200), 8, ColorKind::YCbCr).is_err());
+    // Cut before the first scan: declined (the full decoder then decides).
+    let first_scan = jpeg.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+    assert!(decode(&jpeg[..first_scan], (300, 200), 8, ColorKind::YCbCr).is_err());
+}
+
+/// A file cut inside its scan decodes as libjpeg renders it: the rows before the cut as in the
+/// whole file, the rest uniform grey (libjpeg leaves blocks without data all-zero). A
+/// progressive file cut inside a DC scan gets the same: jpeg-encoder writes one DC scan per
+/// component, so the progressive case is grey-scale (a colour file cut in its first DC scan
+/// has components that were never scanned, and is declined).
+#[test]
+fn truncated_file_is_grey_below_the_cut() {
+    use jpeg_encoder::ColorType;
+    for (progressive, scale) in [(false, 8), (false, 4), (false, 2), (true, 8)] {
+        let (color, kind, channels) = if progressive {
+            (ColorType::Luma, ColorKind::Gray, 1)
+        } else {
+            (ColorType::Rgb, ColorKind::YCbCr, 3)
+        };
+        let jpeg = encode_synthetic(Synth {
+            width: 320,
+            height: 240,
+            color,
+            sampling: jpeg_encoder::SamplingFactor::R_4_2_0,
+            restart: 0,
+            progressive,
+            quality: 90,
+            seed: 5,
+        });
+        let whole = decode(&jpeg, (320, 240), scale, kind).expect("whole file");
+        // Sequential: the scan is most of the file, so half of it ends mid-scan. Progressive:
+        // cut in the middle of the DC scan.
+        let first_scan = jpeg.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+        let cut = if progressive {
+            let end = markers::skip_entropy_data(&jpeg, first_scan + 4);
+            (first_scan + end) / 2
+        } else {
+            jpeg.len() / 2
+        };
+        let part = decode(&jpeg[..cut], (320, 240), scale, kind)
+            .unwrap_or_else(|e| panic!("cut at {cut} (1/{scale}): {e}"));
+        assert_eq!((part.width, part.height), (whole.width, whole.height));
+        let row = whole.width * channels;
+        let same = part
+            .data
+            .chunks_exact(row)
+            .zip(whole.data.chunks_exact(row))
+            .take_while(|(a, b)| a == b)
+            .count();
+        let grey = part
+            .data
+            .chunks_exact(row)
+            .rev()
+            .take_while(|r| r.iter().all(|&v| v == 128))
+            .count();
+        assert!(
+            same >= part.height / 5 && grey >= part.height / 5 && same + grey <= part.height,
+            "1/{scale} progressive {progressive}: {same} rows as the whole file, {grey} grey, of {}",
+            part.height
+        );
+    }
 }
 
 /// Timing and fallback report over a folder of JPEGs (default: the shared benchmark corpus):
