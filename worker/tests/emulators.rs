@@ -398,8 +398,10 @@ async fn sigterm_during_a_burst_exits_in_time_and_loses_nothing() {
         .pubsub
         .create_subscription(GCS_TOPIC, "worker", None)
         .await;
-    let mut worker = env.worker(&sub, &["--shutdown-timeout", "8"]).await;
-    let uploaded = upload_burst(&env.gcs, 3).await;
+    let mut worker = env
+        .worker(&sub, &["--shutdown-timeout", "8", "--log-format", "json"])
+        .await;
+    let uploaded = upload_burst(&env.gcs, 10).await;
     worker.wait_settled("ack", "done", 1.0, LONG).await;
     let done = worker.settled("ack", "done").await;
     eprintln!("SIGTERM after {done} of {} images", uploaded.len());
@@ -416,6 +418,46 @@ async fn sigterm_during_a_burst_exits_in_time_and_loses_nothing() {
         worker.proc.log_text()
     );
     assert!(started.elapsed() < Duration::from_secs(8 + 7));
+    // The drain settled what was in flight at the signal: the log's "draining" line counts
+    // the messages in flight, each of them is settled after it (images being made are
+    // finished and acked, messages still waiting for a slot are nacked), before "stopped".
+    let log = worker.proc.log_text();
+    let lines: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let message = |v: &Value| v["fields"]["message"].as_str().unwrap_or("").to_string();
+    let drain = lines
+        .iter()
+        .position(|v| message(v) == "draining")
+        .unwrap_or_else(|| panic!("no drain logged:\n{log}"));
+    let in_flight = lines[drain]["fields"]["in_flight"].as_u64().unwrap_or(0);
+    let settled_after = lines[drain..]
+        .iter()
+        .filter(|v| {
+            let m = message(v);
+            m == "settled"
+                || m.starts_with("permanent failure")
+                || m.starts_with("transient failure")
+        })
+        .count() as u64;
+    let finished_after = lines[drain..]
+        .iter()
+        .filter(|v| message(v) == "settled" && v["fields"]["fate"] == "ack")
+        .count();
+    assert!(
+        in_flight > 0 && finished_after > 0,
+        "nothing was in flight at SIGTERM ({in_flight}, {finished_after} finished after): the \
+         burst is too small to test the drain"
+    );
+    assert!(
+        !log.contains("shutdown timeout reached"),
+        "the drain timed out:\n{log}"
+    );
+    assert_eq!(
+        settled_after, in_flight,
+        "messages in flight at SIGTERM vs settled during the drain:\n{log}"
+    );
     let _second = env.worker(&sub, &[]).await;
     assert_all_done(&env.gcs, &uploaded).await;
 }

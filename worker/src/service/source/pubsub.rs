@@ -92,8 +92,18 @@ pub async fn run<S: Store>(
     }
 
     ready.store(false, Ordering::SeqCst);
+    // Stop reading from the gRPC stream first (leases of delivered messages are still
+    // extended, and their acks and nacks still sent): otherwise the server redelivers the
+    // nacks below onto this closing stream, and they wait out their ack deadline before
+    // another worker gets them.
+    let stream_closed = tokio::spawn({
+        let token = token.clone();
+        async move { token.shutdown().await }
+    });
     // Tasks still waiting for a slot see the shutdown and nack themselves.
     shutdown.trigger();
+    // Count only the messages still being handled, not finished tasks not yet joined.
+    while tasks.try_join_next().is_some() {}
     let in_flight = tasks.len();
     tracing::info!(in_flight, timeout = ?config.shutdown_timeout, "draining");
     let drained = tokio::time::timeout(config.shutdown_timeout, async {
@@ -110,7 +120,7 @@ pub async fn run<S: Store>(
         while tasks.join_next().await.is_some() {}
     }
     // Flush acks/nacks; bounded, so a dead emulator cannot hold the pod past its grace period.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), token.shutdown()).await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), stream_closed).await;
     drop(stream);
     tracing::info!("stopped");
     failure.map_or(Ok(()), Err)
