@@ -532,19 +532,23 @@ impl Decoder {
             let (stride, nx, ny) = (plane.stride, plane.nx, plane.ny);
             let basis = idct::AnyBasis::new(nx, ny, &q);
             let store = &self.coefs[ci];
-            for by in 0..c.alloc_y {
-                for bx in 0..c.alloc_x {
-                    let start = (by * c.alloc_x + bx) * store.per_block;
-                    let block = &store.data[start..start + store.per_block];
-                    let row = plane.row_start(by * ny);
-                    let out = &mut plane.data[row + bx * nx..];
-                    match &basis {
-                        None => out[0] = idct::dc_pixel(block[0], q[0]),
-                        Some(basis) => {
+            let row_len = c.alloc_x * store.per_block;
+            for (by, blocks) in store.data.chunks_exact(row_len).enumerate() {
+                let row = plane.row_start(by * ny);
+                match &basis {
+                    // One pixel per block (DC only): a plain row-to-row map.
+                    None => {
+                        let out = &mut plane.data[row..row + c.alloc_x];
+                        for (o, block) in out.iter_mut().zip(blocks.chunks_exact(store.per_block)) {
+                            *o = idct::dc_pixel(block[0], q[0]);
+                        }
+                    }
+                    Some(basis) => {
+                        for (bx, block) in blocks.chunks_exact(64).enumerate() {
                             let block: &[i16; 64] = block
                                 .try_into()
                                 .map_err(|_| ScaledError::Corrupt("coefficient store"))?;
-                            basis.reduce(block, out, stride);
+                            basis.reduce(block, &mut plane.data[row + bx * nx..], stride);
                         }
                     }
                 }

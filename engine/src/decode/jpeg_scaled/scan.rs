@@ -61,8 +61,10 @@ pub(super) fn run(
                 }
                 left -= 1;
             }
-            lost |= restart_interval == 0 && r.overran();
+            // Without restart markers nothing resynchronises: once out of data, the rest of
+            // the scan is missing.
             let damaged = lost || r.overran();
+            lost = damaged && restart_interval == 0;
             let mut unit = |pos, bx, by| {
                 if damaged {
                     dec.missing(pos, bx, by)
