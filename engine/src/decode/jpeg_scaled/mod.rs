@@ -154,9 +154,9 @@ pub(crate) fn decode(
         ))
 }
 
-#[cfg(test)]
 /// The component planes at 1/`scale`, before upsampling and colour conversion (each padded to
-/// whole MCUs; [`markers::Component`] has their valid size).
+/// whole MCUs; [`markers::Component`] has their valid size). Whole planes, for the oracle.
+#[cfg(test)]
 fn decode_planes(
     data: &[u8],
     expect: (u32, u32),
