@@ -305,6 +305,15 @@ pub(super) fn parse_sos(p: &[u8], frame: &Frame) -> Result<Scan, ScaledError> {
         }
         comps.push(ScanComp { index, td, ta });
     }
+    if n > 1
+        && comps
+            .iter()
+            .map(|s| blocks_in_mcu(frame, s.index))
+            .sum::<usize>()
+            > 10
+    {
+        return Err(corrupt("more than 10 blocks per MCU"));
+    }
     let tail = &p[1 + 2 * n..];
     let (ss, se, ah, al) = (
         usize::from(tail[0]),
@@ -317,15 +326,6 @@ pub(super) fn parse_sos(p: &[u8], frame: &Frame) -> Result<Scan, ScaledError> {
         if (dc && se != 0) || (!dc && (se < ss || se > 63 || n != 1)) || al > 13 || ah > 13 {
             return Err(corrupt("bad progressive scan parameters"));
         }
-        if n > 1
-            && comps
-                .iter()
-                .map(|s| blocks_in_mcu(frame, s.index))
-                .sum::<usize>()
-                > 10
-        {
-            return Err(corrupt("more than 10 blocks per MCU"));
-        }
         Ok(Scan {
             comps,
             ss,
@@ -334,15 +334,6 @@ pub(super) fn parse_sos(p: &[u8], frame: &Frame) -> Result<Scan, ScaledError> {
             al,
         })
     } else {
-        if n > 1
-            && comps
-                .iter()
-                .map(|s| blocks_in_mcu(frame, s.index))
-                .sum::<usize>()
-                > 10
-        {
-            return Err(corrupt("more than 10 blocks per MCU"));
-        }
         // Sequential scans always carry the whole band; libjpeg ignores Ss/Se/Ah/Al here.
         Ok(Scan {
             comps,
