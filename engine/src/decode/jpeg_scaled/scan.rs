@@ -62,9 +62,9 @@ pub(super) fn run(
                 left -= 1;
             }
             // Without restart markers nothing resynchronises: once out of data, the rest of
-            // the scan is missing.
+            // the scan is missing (as it is once no restart marker follows).
             let damaged = lost || r.overran();
-            lost = damaged && restart_interval == 0;
+            lost |= damaged && restart_interval == 0;
             let mut unit = |pos, bx, by| {
                 if damaged {
                     dec.missing(pos, bx, by)

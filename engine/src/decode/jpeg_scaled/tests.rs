@@ -479,11 +479,20 @@ fn truncated_progressive_after_dc_scans_still_decodes_at_one_eighth() {
 /// whole file, the rest uniform grey (libjpeg leaves blocks without data all-zero). A
 /// progressive file cut inside a DC scan gets the same: jpeg-encoder writes one DC scan per
 /// component, so the progressive case is grey-scale (a colour file cut in its first DC scan
-/// has components that were never scanned, and is declined).
+/// has components that were never scanned, and is declined). With restart markers, no marker
+/// follows the cut, so nothing resynchronises and the rest is grey as well.
 #[test]
 fn truncated_file_is_grey_below_the_cut() {
     use jpeg_encoder::ColorType;
-    for (progressive, scale) in [(false, 8), (false, 4), (false, 2), (true, 8)] {
+    let cases = [
+        (false, 8, 0),
+        (false, 4, 0),
+        (false, 2, 0),
+        (true, 8, 0),
+        (false, 8, 4),
+        (false, 2, 4),
+    ];
+    for (progressive, scale, restart) in cases {
         let (color, kind, channels) = if progressive {
             (ColorType::Luma, ColorKind::Gray, 1)
         } else {
@@ -494,7 +503,7 @@ fn truncated_file_is_grey_below_the_cut() {
             height: 240,
             color,
             sampling: jpeg_encoder::SamplingFactor::R_4_2_0,
-            restart: 0,
+            restart,
             progressive,
             quality: 90,
             seed: 5,
@@ -527,7 +536,8 @@ fn truncated_file_is_grey_below_the_cut() {
             .count();
         assert!(
             same >= part.height / 5 && grey >= part.height / 5 && same + grey <= part.height,
-            "1/{scale} progressive {progressive}: {same} rows as the whole file, {grey} grey, of {}",
+            "1/{scale} progressive {progressive} restart {restart}: {same} rows as the whole \
+             file, {grey} grey, of {}",
             part.height
         );
     }
