@@ -28,11 +28,7 @@ pub(super) fn decode(data: &[u8], info: &ImageInfo, shrink: u32) -> Result<Decod
     }
     let (decoder, input) = read_headers(data)?;
     let options = lenient_options();
-    let model = match input {
-        ColorSpace::Luma => ColorModel::Gray,
-        ColorSpace::CMYK | ColorSpace::YCCK => ColorModel::Cmyk,
-        _ => ColorModel::Rgb,
-    };
+    let model = color_model(input);
     let scale = dct_scale(shrink);
     let scaled = scale.and_then(|scale| decode_scaled(data, info, scale, input));
     let bitmap = match scaled {
@@ -130,6 +126,15 @@ pub(crate) fn decode_reduced_only(
     reduced(data, info, scale, input)
 }
 
+/// The bitmap model for zune-jpeg's input colour space: gray, ink (CMYK and YCCK) or RGB.
+fn color_model(input: ColorSpace) -> ColorModel {
+    match input {
+        ColorSpace::Luma => ColorModel::Gray,
+        ColorSpace::CMYK | ColorSpace::YCCK => ColorModel::Cmyk,
+        _ => ColorModel::Rgb,
+    }
+}
+
 /// zune-jpeg's options for a header read or a lenient decode. Limits were already enforced
 /// from our own header walk, so zune accepts any u16 size.
 fn lenient_options() -> DecoderOptions {
@@ -153,11 +158,11 @@ fn read_headers(data: &[u8]) -> Result<(Zune<'_>, ColorSpace), Error> {
 /// [`jpeg_scaled::decode`] at 1/`scale` for the colour space zune-jpeg decided, normalised
 /// as the full path normalises (CMYK/YCCK to ink).
 fn reduced(data: &[u8], info: &ImageInfo, scale: u32, input: ColorSpace) -> Result<Bitmap, Error> {
-    let (kind, model) = match input {
-        ColorSpace::Luma => (ColorKind::Gray, ColorModel::Gray),
-        ColorSpace::YCbCr => (ColorKind::YCbCr, ColorModel::Rgb),
-        ColorSpace::RGB => (ColorKind::Rgb, ColorModel::Rgb),
-        ColorSpace::CMYK | ColorSpace::YCCK => (ColorKind::Raw4, ColorModel::Cmyk),
+    let kind = match input {
+        ColorSpace::Luma => ColorKind::Gray,
+        ColorSpace::YCbCr => ColorKind::YCbCr,
+        ColorSpace::RGB => ColorKind::Rgb,
+        ColorSpace::CMYK | ColorSpace::YCCK => ColorKind::Raw4,
         other => return Err(Error::Unsupported(format!("JPEG colour space {other:?}"))),
     };
     let mut image =
@@ -176,7 +181,7 @@ fn reduced(data: &[u8], info: &ImageInfo, scale: u32, input: ColorSpace) -> Resu
     Ok(Bitmap::new(
         image.width as u32,
         image.height as u32,
-        model,
+        color_model(input),
         image.data,
     ))
 }

@@ -134,6 +134,11 @@ impl Plane {
     pub fn row_start(&self, y: usize) -> usize {
         (y & self.row_mask) * self.stride
     }
+
+    /// Whether the plane holds all its rows (not a band).
+    pub fn is_whole(&self) -> bool {
+        self.row_mask == usize::MAX
+    }
 }
 
 /// Decodes `data` at 1/`scale` (`scale` ∈ {1, 2, 4, 8}) of `expect` = (width, height), the size
@@ -165,15 +170,6 @@ fn decode_planes(
     let mut d = Decoder::run(data, expect, scale, None)?;
     let frame = d.frame.take().ok_or(ScaledError::Truncated)?;
     Ok((frame, d.planes))
-}
-
-/// Whether the planes are bands (their rows were assembled during the scan).
-fn banded(frame: &Frame, planes: &[Plane]) -> bool {
-    frame
-        .comps
-        .iter()
-        .zip(planes)
-        .any(|(c, p)| p.rows < c.alloc_y * p.ny)
 }
 
 struct Decoder {
@@ -241,12 +237,12 @@ impl Decoder {
         }
         if frame.progressive {
             d.coefs_to_planes(&frame)?;
-        } else if let Some(assembler) = d.assembler.as_mut().filter(|_| !banded(&frame, &d.planes))
-        {
-            // Components of separate scans: every plane is whole and complete now.
-            let planes: Vec<&Plane> = d.planes.iter().collect();
-            let ready: Vec<usize> = d.planes.iter().map(|p| p.rows).collect();
-            assembler.emit(&planes, &ready);
+        } else if let Some(assembler) = &mut d.assembler {
+            // Components of separate scans: every plane is whole and complete now (bands
+            // were assembled during their one scan).
+            if d.planes.iter().all(Plane::is_whole) {
+                assembler.emit_whole(&d.planes);
+            }
         }
         d.frame = Some(frame);
         Ok(d)
@@ -557,9 +553,7 @@ impl Decoder {
         self.coefs = Vec::new();
         self.start_assembly(frame);
         if let Some(assembler) = &mut self.assembler {
-            let planes: Vec<&Plane> = self.planes.iter().collect();
-            let ready: Vec<usize> = self.planes.iter().map(|p| p.rows).collect();
-            assembler.emit(&planes, &ready);
+            assembler.emit_whole(&self.planes);
         }
         Ok(())
     }

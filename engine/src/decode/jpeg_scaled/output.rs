@@ -95,6 +95,12 @@ impl Assembler {
         }
     }
 
+    /// Produces every remaining row from whole, complete planes.
+    pub(super) fn emit_whole(&mut self, planes: &[Plane]) {
+        let ready: Vec<usize> = planes.iter().map(|p| p.rows).collect();
+        self.emit(&planes.iter().collect::<Vec<_>>(), &ready);
+    }
+
     /// The image, once [`Self::emit`] has produced every row.
     pub(super) fn finish(self) -> Option<ScaledImage> {
         (self.next == self.height).then_some(ScaledImage {
@@ -128,13 +134,19 @@ impl Upsampler {
         Upsampler { w, h, ry, cols }
     }
 
+    /// The plane rows output row `y` blends, and the weight of the second (0..=256).
+    fn vertical_taps(&self, y: usize) -> (usize, usize, u32) {
+        if self.ry == 1 {
+            let row = y.min(self.h - 1);
+            (row, row, 0)
+        } else {
+            taps(y, self.ry, self.h)
+        }
+    }
+
     /// The last plane row that output row `y` reads.
     fn last_source_row(&self, y: usize) -> usize {
-        if self.ry == 1 {
-            y.min(self.h - 1)
-        } else {
-            taps(y, self.ry, self.h).1
-        }
+        self.vertical_taps(y).1
     }
 
     fn row(&self, plane: &Plane, y: usize, out: &mut [u8]) {
@@ -147,12 +159,7 @@ impl Upsampler {
             out[..n].copy_from_slice(&src(y.min(self.h - 1))[..n]);
             return;
         }
-        let (y0, y1, wy) = if self.ry == 1 {
-            let row = y.min(self.h - 1);
-            (row, row, 0)
-        } else {
-            taps(y, self.ry, self.h)
-        };
+        let (y0, y1, wy) = self.vertical_taps(y);
         let (a, b) = (src(y0), src(y1));
         // Vertical blend in 8.8 fixed point.
         let blend = |x: usize| u32::from(a[x]) * (256 - wy) + u32::from(b[x]) * wy;
