@@ -11,7 +11,7 @@
 //! if any image's peak exceeds its estimate, so the estimate stays an upper bound.
 //!
 //! It also measures the decode stage alone (`thumbd_engine::stages::decode` at the engine's
-//! shrink-on-load factor) against the JPEG shrink-on-load bar: compressed input plus decode
+//! shrink-on-load factor, as the estimate computed it) against the JPEG shrink-on-load bar: compressed input plus decode
 //! peak, over compressed input plus the decoded (reduced) image.
 
 use std::alloc::{GlobalAlloc, Layout};
@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use thumbd::service::estimate::{estimate, EstimateParts};
-use thumbd_engine::{plan, stages, Limits, Request};
+use thumbd_engine::{stages, Limits, Request};
 
 struct Counting;
 
@@ -107,16 +107,9 @@ fn main() {
             continue;
         };
         let est: EstimateParts = estimate(&info, &data, &request);
-        let largest = request
-            .sizes
-            .iter()
-            .map(|&s| plan(info.width, info.height, s, request.fit))
-            .max_by_key(|&(w, h)| u64::from(w) * u64::from(h))
-            .unwrap_or((info.width, info.height));
-        let shrink = stages::shrink_on_load_factor(&info, largest);
         let before = LIVE.load(Ordering::Relaxed);
         PEAK.store(before, Ordering::Relaxed);
-        let decoded = stages::decode(&data, &info, shrink);
+        let decoded = stages::decode(&data, &info, est.shrink);
         let decode_peak = PEAK.load(Ordering::Relaxed).saturating_sub(before) as u64;
         let reduced = decoded.as_ref().map_or(0, |p| p.byte_len() as u64);
         drop(decoded);

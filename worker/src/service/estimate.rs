@@ -44,6 +44,8 @@ const PER_IMAGE_BYTES: u64 = 2 << 20;
 pub struct EstimateParts {
     /// Which decode path the engine will take (for logs and the measurement tool).
     pub path: &'static str,
+    /// The engine's shrink-on-load factor for the largest requested size.
+    pub shrink: u32,
     /// Bytes of the decoded (shrunk-on-load) pixels.
     pub decoded_bytes: u64,
     /// Upper bound of the engine's peak heap for this image, compressed input excluded.
@@ -64,7 +66,8 @@ pub fn estimate(info: &ImageInfo, data: &[u8], request: &Request) -> EstimatePar
         .copied()
         .max_by_key(|&(tw, th)| u64::from(tw) * u64::from(th))
         .unwrap_or((info.width, info.height));
-    let shrink = u64::from(thumbd_engine::stages::shrink_on_load_factor(info, largest));
+    let shrink_factor = thumbd_engine::stages::shrink_on_load_factor(info, largest);
+    let shrink = u64::from(shrink_factor);
     let ncomp = u64::from(info.channels.max(1));
     // Blocks padded to whole 16×16 MCUs (the largest common sampling), in pixels.
     let padded = w.div_ceil(16) * 16 * h.div_ceil(16) * 16;
@@ -159,6 +162,7 @@ pub fn estimate(info: &ImageInfo, data: &[u8], request: &Request) -> EstimatePar
         .sum();
     EstimateParts {
         path,
+        shrink: shrink_factor,
         decoded_bytes: decoded,
         engine_bytes: decode_peak.max(after_decode) + outputs + PER_IMAGE_BYTES,
     }
