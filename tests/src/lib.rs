@@ -111,6 +111,16 @@ impl Entry {
                 .any(|k| e.contains(k))
     }
 
+    /// vipsthumbnail's stored thumbnail of this file in `variant` (`plain` or `srgb`, see
+    /// `tests/make-references`), if vipsthumbnail made one.
+    pub fn vips_reference(&self, variant: &str) -> Option<image::RgbImage> {
+        let path = reference_dir()
+            .join(variant)
+            .join(format!("{}.jpg", self.stem()));
+        let data = std::fs::read(path).ok()?;
+        Some(decode(&data).to_rgb8())
+    }
+
     /// CMYK or YCCK source: profile choices differ between tools, so the PSNR floor is lower.
     pub fn is_cmyk(&self) -> bool {
         self.notes.contains("CMYK") || self.notes.contains("YCCK")

@@ -388,7 +388,7 @@ mod orientation {
 
 mod quality {
     use super::*;
-    use thumbd_tests::{compare_to_reference, manifest, reference_dir};
+    use thumbd_tests::{compare_to_reference, manifest};
 
     /// How a file is allowed to miss the bar. Every entry is a known engine bug or a
     /// decoder limit that the lead has been told about, not a pass: the test still holds the
@@ -443,13 +443,7 @@ mod quality {
             };
             let refs: Vec<image::RgbImage> = ["plain", "srgb"]
                 .iter()
-                .map(|v| {
-                    reference_dir()
-                        .join(v)
-                        .join(format!("{}.jpg", entry.stem()))
-                })
-                .filter(|p| p.exists())
-                .map(|p| thumbd_tests::decode(&std::fs::read(p).unwrap()).to_rgb8())
+                .filter_map(|v| entry.vips_reference(v))
                 .collect();
             if refs.is_empty() {
                 // vipsthumbnail refused it too (see tests/make-references' output).
@@ -526,27 +520,20 @@ mod quality {
 /// vipsthumbnail's picture is the reference and the 30 dB bar applies.
 mod damaged {
     use super::*;
-    use thumbd_tests::{compare_to_reference, manifest, reference_dir};
+    use thumbd_tests::{compare_to_reference, manifest};
 
     #[test]
     fn damaged_jpegs_render_as_libjpeg_does() {
         let mut failures = Vec::new();
         let mut compared = 0;
-        for entry in manifest().iter().filter(|e| {
-            e.path()
-                .extension()
-                .is_some_and(|x| x == "jpg" || x == "jpeg")
-                && !e.strict_ok()
-                && e.expect.contains("libjpeg")
-        }) {
-            let reference = reference_dir()
-                .join("plain")
-                .join(format!("{}.jpg", entry.stem()));
-            if !reference.exists() {
+        for entry in manifest()
+            .iter()
+            .filter(|e| e.format == "JPEG" && !e.strict_ok() && e.expect.contains("libjpeg"))
+        {
+            let Some(reference) = entry.vips_reference("plain") else {
                 println!("no reference: {}", entry.file);
                 continue;
-            }
-            let reference = thumbd_tests::decode(&std::fs::read(reference).unwrap()).to_rgb8();
+            };
             let data = std::fs::read(entry.path()).unwrap();
             let ours = match thumbnail(&data, &Request::default(), &Limits::default()) {
                 Ok(t) => thumbd_tests::decode(&t[0].data).to_rgb8(),
