@@ -13,9 +13,9 @@ use crate::cli::ImageArgs;
 use crate::resources::Resources;
 
 /// What an engine thread adds to the idle process while it works, beyond the image it holds:
-/// the thread-local resizer's buffers, mimalloc's per-thread heap keeping freed pages for
-/// reuse, the touched stack. Part of the process floor (see [`Budget`]). The resizer's
-/// horizontal pass for a 1024 px thumbnail of a 5120×2880 photo alone keeps 17 MiB.
+/// the thread-local resizer's buffers (at most `RETAINED_RESIZER_BYTES`, 4 MiB, between
+/// images), mimalloc's per-thread heap keeping freed pages for reuse, the touched stack. Part
+/// of the process floor (see [`Budget`]).
 pub const ENGINE_THREAD_BYTES: u64 = 16 << 20;
 
 /// What I/O adds to the idle process under load: HTTP/gRPC buffers, encoded thumbnails being
@@ -215,10 +215,12 @@ impl Tuning {
 /// ```
 ///
 /// The slack is measured: with a counting allocator, a burst of the largest corpus photos at
-/// 1024 px (`bench-worker --memory-budget 268435456 --min-mp 8 --size 1024`, mimalloc purging
-/// at once, see `alloc.rs`) peaked at 325 MiB resident for 260 MiB of live heap (1.25×).
-/// That burst still exceeds a 256 MiB budget whatever the admission (see the README): the
-/// excess does not scale with the bytes admitted.
+/// 1024 px (`bench-worker --memory-budget 268435456 --min-mp 8 --copies 10 --size 1024`,
+/// mimalloc purging at once, see `alloc.rs`) was 1.25× resident over live heap with
+/// transparent huge pages on. That burst now peaks at 157 MiB resident against its 256 MiB
+/// budget. It used to end 5–9 MiB over: heaptrack (on a build with the system allocator)
+/// showed 100 MiB of its 259 MiB peak heap in the two engine threads' resizer buffers, kept
+/// from earlier images; the engine now frees them after an image that needed more than 4 MiB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
     pub memory_budget: u64,
