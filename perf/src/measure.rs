@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use serde::Serialize;
 use thumbd_benches::{Corpus, Sample, SizeClass};
+use thumbd_engine::Request;
 
 use crate::run::{self, Run};
 use crate::stats::{mean, median, percentile};
@@ -59,9 +60,11 @@ pub struct ClassFigures {
     pub mean_mp: f64,
     /// Mean input bytes of those files.
     pub mean_input_bytes: f64,
-    /// Largest `ImageInfo::decode_budget_bytes()` of the class (the worker's admission
-    /// estimate), to compare with the measured peak.
-    pub max_decode_budget_bytes: u64,
+    /// Largest engine estimate of the worker's admission control among the class's files
+    /// (`thumbd::service::estimate`, for the job's sizes), to compare with the measured peak.
+    pub max_estimate_bytes: u64,
+    /// Largest compressed file of the class: what the worker's input pool holds for it.
+    pub max_input_bytes: u64,
     /// The measured figures.
     #[serde(flatten)]
     pub figures: Figures,
@@ -93,6 +96,18 @@ pub struct Plan<'a> {
     pub sizes: &'a [u32],
     /// Scratch folder for file lists.
     pub work: &'a Path,
+}
+
+/// The worker's admission estimate of the engine's bytes for `sample` at `sizes` (the index
+/// holds headers only, so the file is read for the estimate's end-of-file checks).
+fn worker_estimate(sample: &Sample, sizes: &[u32]) -> u64 {
+    let request = Request {
+        sizes: sizes.to_vec(),
+        ..Request::default()
+    };
+    // An unreadable file is estimated as if truncated: the larger bound.
+    let data = std::fs::read(&sample.path).unwrap_or_default();
+    thumbd::service::estimate::estimate(&sample.info, &data, &request).engine_bytes
 }
 
 /// Groups the corpus's files by (format, size class).
@@ -157,11 +172,12 @@ pub fn measure(
                 files: samples.len(),
                 mean_mp: samples.iter().map(|s| s.megapixels()).sum::<f64>() / n,
                 mean_input_bytes: samples.iter().map(|s| s.bytes as f64).sum::<f64>() / n,
-                max_decode_budget_bytes: samples
+                max_estimate_bytes: samples
                     .iter()
-                    .map(|s| s.info.decode_budget_bytes())
+                    .map(|s| worker_estimate(s, plan.sizes))
                     .max()
                     .unwrap_or(0),
+                max_input_bytes: samples.iter().map(|s| s.bytes).max().unwrap_or(0),
                 figures: figures(threads, runs, samples),
             }
         })

@@ -228,11 +228,13 @@ pub fn markdown(r: &Report) -> String {
         "- Floor (process before any image: binary, allocator, thread pool): **{}**.\n\
          - Bytes per in-flight image: (peak RSS at {} threads − floor) / {} = **{}**. \
          Budget this per image running at once; queued images hold only their compressed bytes.\n\
-         - Worst single image per class (1 thread: peak − floor, allocator retention included: \
-         the same mimalloc as the `thumbd` binary) against the worker's admission estimate \
-         `ImageInfo::decode_budget_bytes()` of the class's largest file. Where the estimate is \
-         below the measurement, an admission budget in those units admits more than memory \
-         holds: the sizing below takes the memory limit from the measurement.\n",
+         - Worst single image per class (1 thread: peak − floor, allocator retention and the \
+         compressed input included: the same mimalloc as the `thumbd` binary) against the \
+         worker's admission estimate (`thumbd::service::estimate`: the engine's bytes on the \
+         path it takes for this job, shrink-on-load included) of the class's largest file plus \
+         the largest compressed file. Where the estimate is below the measurement, the worker \
+         admits more than memory holds: the sizing below takes the memory limit from the \
+         measurement.\n",
         mib(m.base_rss_bytes),
         m.at_threads,
         m.at_threads,
@@ -249,7 +251,8 @@ pub fn markdown(r: &Report) -> String {
             .figures
             .peak_rss_bytes
             .saturating_sub(c.figures.base_rss_bytes);
-        if c.max_decode_budget_bytes < ws {
+        let estimate = c.max_estimate_bytes + c.max_input_bytes;
+        if estimate < ws {
             under.push(format!("{} {}", c.format, c.size_class));
         }
         let _ = writeln!(
@@ -258,8 +261,8 @@ pub fn markdown(r: &Report) -> String {
             c.format,
             c.size_class,
             mib(ws),
-            mib(c.max_decode_budget_bytes),
-            c.max_decode_budget_bytes as f64 / ws.max(1) as f64,
+            mib(estimate),
+            estimate as f64 / ws.max(1) as f64,
         );
     }
 
@@ -393,18 +396,22 @@ fn sizing_md(w: &mut String, s: &Sizing) {
     );
     let _ = writeln!(
         w,
-        "**Worker settings for that shape**: `--threads {}`, queue bound {} (one ready image \
-         per thread), at most {} images in flight, admission budget {} of decoded bytes \
-         (`decode_budget_bytes` units: {} of the mix's largest images at once), Pub/Sub flow \
-         control max outstanding messages {} and bytes {} (the worker bounds concurrency itself \
-         as well: the emulator ignores flow control).\n",
+        "**Worker settings for that shape**: `thumbd worker --threads {} --queue {}` (one ready \
+         image per thread, at most {} messages in flight). In that pod the worker derives, as \
+         it logs at start (`memory budget split`): memory budget {} (70 % of the limit), floor \
+         {}, engine pool {}, input pool {}. The engine pool holds {} of the mix's largest \
+         engine estimates ({}) at once, so every thread can work on the worst class. The \
+         worker sets Pub/Sub flow control itself (and bounds concurrency itself as well: the \
+         emulator ignores flow control).\n",
         k.threads,
         k.queue_bound,
         k.max_in_flight,
-        mib(k.admission_budget_bytes),
-        k.threads,
-        k.max_outstanding_messages,
-        mib(k.max_outstanding_bytes),
+        mib(k.memory_budget_bytes),
+        mib(k.floor_bytes),
+        mib(k.engine_pool_bytes),
+        mib(k.input_pool_bytes),
+        k.worst_images_at_once,
+        mib(k.worst_estimate_bytes),
     );
     let b = &s.burst;
     let _ = writeln!(

@@ -10,6 +10,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
+use thumbd::resources::Resources;
+use thumbd::service::config::{Budget, Tuning};
 use thumbd_benches::SizeClass;
 
 use crate::measure::{ClassKey, Measurements};
@@ -226,22 +228,29 @@ pub struct PodShape {
     pub memory_limit_bytes: u64,
 }
 
-/// `thumbd worker` settings for that pod.
+/// `thumbd worker` settings for that pod, and the memory split the worker derives in it
+/// (`thumbd::service::config::Budget`, the same code the worker runs at start).
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkerSettings {
-    /// Engine threads (= pod vCPUs).
+    /// `--threads` (= pod vCPUs).
     pub threads: usize,
-    /// Bound of the channel between Pub/Sub and the pool: one ready image per thread.
+    /// `--queue`: one ready image per thread.
     pub queue_bound: usize,
-    /// Images held at once (running + queued).
+    /// Messages fetched or processed at once (threads + queue).
     pub max_in_flight: usize,
-    /// Admission budget in decoded bytes (`ImageInfo::decode_budget_bytes` units): `threads`
-    /// of the mix's largest images at once.
-    pub admission_budget_bytes: u64,
-    /// Pub/Sub flow control: max outstanding messages.
-    pub max_outstanding_messages: usize,
-    /// Pub/Sub flow control: max outstanding bytes (notifications are ~1 KB; messages bind).
-    pub max_outstanding_bytes: u64,
+    /// The memory budget the worker derives from the pod's limit (no `--memory-budget`).
+    pub memory_budget_bytes: u64,
+    /// The floor it keeps for the process without images (idle RSS assumed = the measured
+    /// floor of this report).
+    pub floor_bytes: u64,
+    /// Its engine pool: the engine estimates of the images admitted at once.
+    pub engine_pool_bytes: u64,
+    /// Its input pool: compressed originals fetched and not yet thumbnailed.
+    pub input_pool_bytes: u64,
+    /// The largest engine estimate among the mix's classes.
+    pub worst_estimate_bytes: u64,
+    /// How many of those the engine pool admits at once (≥ threads by construction).
+    pub worst_images_at_once: u64,
 }
 
 /// What a burst does to the deployment.
@@ -316,7 +325,8 @@ pub fn size(m: &Measurements, mix: &Mix, target_rate: f64) -> Result<Sizing> {
     // images' compressed bytes, and 25 % headroom for allocator fragmentation.
     let base = m.run(1).map_or(0, |r| r.base_rss_bytes);
     let mut worst_working_set = 0u64;
-    let mut worst_budget = 0u64;
+    let mut worst_estimate = 0u64;
+    let mut worst_input = 0u64;
     let mut mean_input_bytes = 0.0;
     for &(key, share) in &shares {
         let one = m.class(key, 1).context("class measured at 1 thread")?;
@@ -325,16 +335,36 @@ pub fn size(m: &Measurements, mix: &Mix, target_rate: f64) -> Result<Sizing> {
                 .peak_rss_bytes
                 .saturating_sub(one.figures.base_rss_bytes),
         );
-        worst_budget = worst_budget.max(one.max_decode_budget_bytes);
+        worst_estimate = worst_estimate.max(one.max_estimate_bytes);
+        worst_input = worst_input.max(one.max_input_bytes);
         mean_input_bytes += share * one.mean_input_bytes;
     }
     let queue_bound = t;
-    let max_in_flight = t + queue_bound;
-    let admission_budget_bytes = t as u64 * worst_budget;
-    let images_bytes = (t as u64 * worst_working_set).max(admission_budget_bytes);
     let queued_bytes = (queue_bound as f64 * mean_input_bytes) as u64;
-    let limit = ((base + images_bytes + queued_bytes) as f64 * 1.25) as u64;
-    let memory_limit_bytes = limit.div_ceil(64 * MIB) * 64 * MIB;
+    let measured = ((base + t as u64 * worst_working_set + queued_bytes) as f64 * 1.25) as u64;
+    // The worker admits against the budget it derives from the limit, so the limit must also
+    // leave room for `t` of the largest estimates in its engine pool (and their inputs in its
+    // input pool), or the pool would run fewer images than threads.
+    let mut memory_limit_bytes = measured.div_ceil(64 * MIB) * 64 * MIB;
+    let split = loop {
+        let tuning = Tuning::derive(
+            Resources {
+                cpus: t,
+                memory_bytes: Some(memory_limit_bytes),
+            },
+            Some(t),
+            Some(queue_bound),
+            None,
+            None,
+        );
+        let split = Budget::derive(&tuning, Some(base));
+        let fits = split.engine_bytes >= t as u64 * worst_estimate
+            && split.input_bytes >= t as u64 * worst_input;
+        if fits || memory_limit_bytes >= 1 << 50 {
+            break split;
+        }
+        memory_limit_bytes += 64 * MIB;
+    };
 
     let steady_pods = (target_rate / (capacity * u)).ceil().max(1.0) as usize;
     let vcpus_busy = target_rate * mean_service_ms / 1000.0;
@@ -384,10 +414,13 @@ pub fn size(m: &Measurements, mix: &Mix, target_rate: f64) -> Result<Sizing> {
         worker: WorkerSettings {
             threads: t,
             queue_bound,
-            max_in_flight,
-            admission_budget_bytes,
-            max_outstanding_messages: max_in_flight,
-            max_outstanding_bytes: max_in_flight as u64 * 64 * 1024,
+            max_in_flight: t + queue_bound,
+            memory_budget_bytes: split.memory_budget,
+            floor_bytes: split.floor,
+            engine_pool_bytes: split.engine_bytes,
+            input_pool_bytes: split.input_bytes,
+            worst_estimate_bytes: worst_estimate,
+            worst_images_at_once: split.engine_bytes / worst_estimate.max(1),
         },
         target_cpu_utilization: u,
         steady_pods,
@@ -420,7 +453,8 @@ mod tests {
             files: 10,
             mean_mp: 1.0,
             mean_input_bytes: 1e6,
-            max_decode_budget_bytes: 50 << 20,
+            max_estimate_bytes: 50 << 20,
+            max_input_bytes: 4 << 20,
             figures: Figures {
                 threads,
                 images: 10,
@@ -491,6 +525,10 @@ mod tests {
         assert_eq!(s.bytes_per_in_flight_image, 100 << 20);
         assert_eq!(s.pod.memory_limit_bytes % (64 << 20), 0);
         assert!(s.pod.memory_limit_bytes >= (8 << 20) + 2 * (100 << 20));
+        // The budget the worker derives in that pod admits a worst image on every thread.
+        assert!(s.worker.worst_images_at_once >= 2, "{:?}", s.worker);
+        assert!(s.worker.engine_pool_bytes >= 2 * (50 << 20));
+        assert!(s.worker.memory_budget_bytes < s.pod.memory_limit_bytes);
 
         let s = size(&m, &mix(3.0), 100.0).unwrap();
         let capacity = 2000.0 / 55.0;
