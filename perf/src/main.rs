@@ -87,6 +87,9 @@ struct ReportArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Configured as the `thumbd` binary configures it (freed memory goes back to the OS at
+    // once): with mimalloc's default 1 s purge delay, 0.1 MP PNGs measured 30 MiB each.
+    thumbd::alloc::purge_promptly();
     let result = match cli.command {
         Cmd::Run {
             threads,

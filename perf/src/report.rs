@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use serde::Serialize;
+use thumbd::service::config::ENGINE_THREAD_BYTES;
 
 use crate::measure::{ClassFigures, Figures, Measurements};
 use crate::peers::PeerFigures;
@@ -232,19 +233,22 @@ pub fn markdown(r: &Report) -> String {
          compressed input included: the same mimalloc as the `thumbd` binary) against the \
          worker's admission estimate (`thumbd::service::estimate`: the engine's bytes on the \
          path it takes for this job, shrink-on-load included) of the class's largest file plus \
-         the largest compressed file. Where the estimate is below the measurement, the worker \
-         admits more than memory holds: the sizing below takes the memory limit from the \
-         measurement.\n",
+         the largest compressed file, and against what the worker sets aside for one image on \
+         one thread: that estimate plus the engine thread's share of its floor ({}: resizer \
+         buffers, the allocator's per-thread heap). Where the latter is below the measurement, \
+         the worker admits more than memory holds: the sizing below takes the memory limit \
+         from the measurement.\n",
         mib(m.base_rss_bytes),
         m.at_threads,
         m.at_threads,
         mib(m.bytes_per_in_flight_image),
+        mib(ENGINE_THREAD_BYTES),
     );
     let _ = writeln!(
         w,
-        "| format | class | measured working set | admission estimate | estimate / measured |"
+        "| format | class | measured working set | admission estimate | set aside per image and thread | set aside / measured |"
     );
-    let _ = writeln!(w, "|---|---|---:|---:|---:|");
+    let _ = writeln!(w, "|---|---|---:|---:|---:|---:|");
     let mut under = Vec::new();
     for c in r.classes.iter().filter(|c| c.figures.threads == 1) {
         let ws = c
@@ -252,24 +256,26 @@ pub fn markdown(r: &Report) -> String {
             .peak_rss_bytes
             .saturating_sub(c.figures.base_rss_bytes);
         let estimate = c.max_estimate_bytes + c.max_input_bytes;
-        if estimate < ws {
+        let set_aside = estimate + ENGINE_THREAD_BYTES;
+        if set_aside < ws {
             under.push(format!("{} {}", c.format, c.size_class));
         }
         let _ = writeln!(
             w,
-            "| {} | {} | {} | {} | {:.1}× |",
+            "| {} | {} | {} | {} | {} | {:.1}× |",
             c.format,
             c.size_class,
             mib(ws),
             mib(estimate),
-            estimate as f64 / ws.max(1) as f64,
+            mib(set_aside),
+            set_aside as f64 / ws.max(1) as f64,
         );
     }
 
     if !under.is_empty() {
         let _ = writeln!(
             w,
-            "\n**The admission estimate is below the measured working set for: {}.**",
+            "\n**What the worker sets aside is below the measured working set for: {}.**",
             under.join(", ")
         );
     }
