@@ -36,6 +36,15 @@ pub fn shrink_on_load_factor(info: &ImageInfo, target: (u32, u32)) -> u32 {
     resize::shrink_for(info, target)
 }
 
+/// Whether a JPEG decoded with a shrink of 2 or more takes the reduced decoder (memory: the
+/// reduced image) rather than falling back to the full decode (memory: the full image), judged
+/// from its headers and scan layout without decoding. A file cut inside its scans still takes
+/// the reduced decoder; one cut before some component's first scan, 12-bit, or with odd
+/// sampling ratios does not. For admission estimates; false for non-JPEG input.
+pub fn jpeg_reduced_decode_expected(data: &[u8], info: &ImageInfo) -> bool {
+    decode::jpeg_reduced_decode_expected(data, info)
+}
+
 /// Stage 1: decode, reducing by up to `shrink` while decoding where the format allows.
 pub fn decode(data: &[u8], info: &ImageInfo, shrink: u32) -> Result<Pixels, Error> {
     let decoded = decode::decode(data, info, shrink)?;

@@ -115,6 +115,16 @@ fn decode_scaled(data: &[u8], info: &ImageInfo, scale: u32, input: ColorSpace) -
     reduced(data, info, scale, input).ok()
 }
 
+/// Whether a shrink-on-load decode of `data` would run in the reduced decoder rather than fall
+/// back to zune-jpeg's full decode, judged from the headers and the scan layout without
+/// decoding ([`jpeg_scaled::check_headers`]).
+pub(crate) fn reduced_decode_expected(data: &[u8], info: &ImageInfo) -> bool {
+    matches!(
+        info.jpeg_coding,
+        Some(JpegCoding::Baseline | JpegCoding::Progressive)
+    ) && jpeg_scaled::check_headers(data, (info.width, info.height)).is_ok()
+}
+
 /// The reduced-scale decoder alone, without the fallback: for benchmarks and fuzzing. `scale`
 /// is 1, 2, 4 or 8.
 pub(crate) fn decode_reduced_only(

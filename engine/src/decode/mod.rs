@@ -32,6 +32,12 @@ pub(crate) fn jpeg_reduced_only(
     jpeg::decode_reduced_only(data, info, scale)
 }
 
+/// Whether a reduced JPEG decode of `data` would run in the reduced decoder (see
+/// [`crate::stages::jpeg_reduced_decode_expected`]).
+pub(crate) fn jpeg_reduced_decode_expected(data: &[u8], info: &ImageInfo) -> bool {
+    info.format == InputFormat::Jpeg && jpeg::reduced_decode_expected(data, info)
+}
+
 /// Decodes `data`, reducing by up to `shrink` (integer box average) while decoding where the
 /// decoder allows it. The result is never smaller than `ceil(side / shrink)`.
 pub(crate) fn decode(data: &[u8], info: &ImageInfo, shrink: u32) -> Result<Decoded, Error> {

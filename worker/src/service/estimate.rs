@@ -18,21 +18,19 @@
 //! | PNG full (interlaced, or no shrink) | the full frame, plus the shrunk copy |
 //! | every path, after the decode | the decoded pixels, a premultiplied copy, the resizer's intermediate images, colour and orientation copies, encoded outputs |
 //!
-//! | JPEG without an EOI at the end (truncated) | the larger of the reduced decode and the full decode: the reduced decoder renders a file cut inside its scans (the rest grey, as libjpeg does), but one cut before some component's first scan is declined, and zune-jpeg then decodes it in full after the reduced decoder's buffers are freed |
+//! | JPEG the reduced decoder will decline | the larger of the reduced decode and the full decode: [`thumbd_engine::stages::jpeg_reduced_decode_expected`] reads the headers and the scan layout (no decoding) and finds a file cut before some component's first scan, 12-bit precision, odd sampling ratios, tables a scan names but the file never defines; zune-jpeg then decodes it in full after the reduced decoder's buffers are freed. A file cut inside its scans is decoded at reduced scale (the rest grey, as libjpeg renders it) |
 //!
 //! It is checked against the engine's measured peak on every corpus image by
 //! `cargo run --release -p thumbd --example engine-peak -- corpus/full` (prints each image's
 //! peak and estimate; exits 1 if any image exceeds its estimate).
 //!
-//! # The remaining gap: what the header does not show
-//! The reduced decoder also falls back to zune-jpeg's full decode on 12-bit precision, odd
-//! sampling ratios and structurally corrupt scans (a Huffman table a scan names but the file
-//! never defines), none of which [`thumbd_engine::ImageInfo`] shows. Such an image holds up to
-//! the full decode (3 bytes per pixel, plus 2 bytes per sample for progressive files) while its
-//! reservation is the reduced path's. No corpus image does this any more: damaged entropy
-//! data (`derived_zeroed4k_…`, 4 KiB zeroed mid-file) is decoded at reduced scale the way
-//! libjpeg renders it. Closing the gap for good needs the fallback decision exposed by the
-//! engine before the decode, or an option to refuse the full-decode fallback.
+//! # The remaining gap: what the headers do not show
+//! The reduced decoder also declines a few kinds of damage inside scans: a block index outside
+//! the frame, progressive refinements out of sequence. The header check cannot see them
+//! without decoding, so such an image can hold up to the full decode (3 bytes per pixel, plus
+//! 2 bytes per sample for progressive files) while its reservation is the reduced path's. No
+//! corpus image does this (`engine/src/decode/jpeg_scaled/tests.rs` checks that every corpus
+//! JPEG the header check passes decodes in the reduced decoder).
 
 use thumbd_engine::{plan, ImageInfo, InputFormat, JpegCoding, Request};
 
@@ -90,9 +88,9 @@ pub fn estimate(info: &ImageInfo, data: &[u8], request: &Request) -> EstimatePar
             let scale = [8, 4, 2].into_iter().find(|&k| k <= shrink);
             let reduced = matches!(coding, Some(JpegCoding::Baseline | JpegCoding::Progressive))
                 && info.channels != 2;
-            // The reduced decoder declines truncated data (no EOI at the end), and zune-jpeg
-            // then decodes in full, after the reduced decoder's buffers are freed.
-            let falls_back = !data.ends_with(&[0xFF, 0xD9]);
+            // What the reduced decoder declines, zune-jpeg then decodes in full, after the
+            // reduced decoder's buffers are freed.
+            let falls_back = !thumbd_engine::stages::jpeg_reduced_decode_expected(data, info);
             match scale {
                 _ if coding == Some(JpegCoding::Arithmetic) => {
                     // Refused after the headers, before any pixel buffer.
@@ -193,12 +191,30 @@ mod tests {
         }
     }
 
-    const COMPLETE: &[u8] = &[0xFF, 0xD8, 0xFF, 0xD9];
+    /// A real JPEG's bytes claiming `width`×`height`: a 16×16 file from jpeg-encoder with its
+    /// frame header's size patched. The estimate reads headers and the scan layout (to tell
+    /// whether the reduced decoder will take the file), never the pixels.
+    fn jpeg_file(info: &ImageInfo) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut encoder = jpeg_encoder::Encoder::new(&mut out, 90);
+        encoder.set_progressive(info.jpeg_coding == Some(JpegCoding::Progressive));
+        encoder
+            .encode(&[128; 16 * 16 * 3], 16, 16, jpeg_encoder::ColorType::Rgb)
+            .unwrap();
+        let sof = out
+            .windows(2)
+            .position(|w| w == [0xFF, 0xC0] || w == [0xFF, 0xC2])
+            .expect("a frame header");
+        // FF Cn, length (2), precision (1), height (2), width (2).
+        out[sof + 5..sof + 7].copy_from_slice(&(info.height as u16).to_be_bytes());
+        out[sof + 7..sof + 9].copy_from_slice(&(info.width as u16).to_be_bytes());
+        out
+    }
 
     #[test]
     fn a_large_jpeg_is_counted_at_the_scale_it_is_decoded() {
         let info = jpeg(6000, 4000, JpegCoding::Baseline);
-        let e = estimate(&info, COMPLETE, &sizes(&[256]));
+        let e = estimate(&info, &jpeg_file(&info), &sizes(&[256]));
         assert_eq!(e.path, "jpeg-1/8");
         assert_eq!(e.decoded_bytes, 750 * 500 * 3);
         // A few MiB, where a full-size decode would be 72 MB (and the header-only bound of
@@ -211,11 +227,12 @@ mod tests {
     fn the_largest_size_decides_the_path() {
         // 2560×1600 progressive at 256 px: 1/8 would leave too little, so 1/4 (every scan).
         let info = jpeg(2560, 1600, JpegCoding::Progressive);
-        let at_256 = estimate(&info, COMPLETE, &sizes(&[256]));
+        let file = jpeg_file(&info);
+        let at_256 = estimate(&info, &file, &sizes(&[256]));
         assert_eq!(at_256.path, "jpeg-1/4");
         // Progressive at 1/4 keeps every coefficient: 2 bytes per sample, 3 samples a pixel.
         assert!(at_256.engine_bytes >= 6 * 2560 * 1600, "{at_256:?}");
-        let with_1024 = estimate(&info, COMPLETE, &sizes(&[1024, 64]));
+        let with_1024 = estimate(&info, &file, &sizes(&[1024, 64]));
         assert_eq!(with_1024.path, "jpeg-full");
         assert!(with_1024.engine_bytes >= (3 + 6) * 2560 * 1600);
         let cover = Request {
@@ -223,18 +240,28 @@ mod tests {
             ..sizes(&[256])
         };
         // Cover fills the box: the short side decides (1600 / 256 → shrink 3: 1/2).
-        assert_eq!(estimate(&info, COMPLETE, &cover).path, "jpeg-1/2");
+        assert_eq!(estimate(&info, &file, &cover).path, "jpeg-1/2");
         // A 6 MP progressive photo at 256 px reads only its DC scans.
         let photo = jpeg(3000, 2000, JpegCoding::Progressive);
-        assert_eq!(estimate(&photo, COMPLETE, &sizes(&[256])).path, "jpeg-1/8");
+        let file = jpeg_file(&photo);
+        assert_eq!(estimate(&photo, &file, &sizes(&[256])).path, "jpeg-1/8");
     }
 
     #[test]
-    fn truncated_jpeg_counts_the_full_decode_fallback() {
+    fn a_jpeg_the_reduced_decoder_declines_counts_the_full_decode() {
         let info = jpeg(6000, 4000, JpegCoding::Baseline);
-        let e = estimate(&info, &[0xFF, 0xD8, 0xFF, 0xDA, 0, 0], &sizes(&[256]));
+        let file = jpeg_file(&info);
+        let first_scan = file.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+        // Cut inside its scan: decoded at reduced scale (the rest grey).
+        let cut_in_scan = estimate(&info, &file[..first_scan + 20], &sizes(&[256]));
+        assert_eq!(cut_in_scan.path, "jpeg-1/8");
+        // Cut before it: the reduced decoder declines, zune-jpeg decodes in full.
+        let e = estimate(&info, &file[..first_scan], &sizes(&[256]));
         assert_eq!(e.path, "jpeg-reduced-then-full");
         assert!(e.engine_bytes >= 6000 * 4000 * 3);
+        // Not a JPEG the header check can read at all: the same.
+        let e = estimate(&info, &[0xFF, 0xD8, 0xFF, 0xD9], &sizes(&[256]));
+        assert_eq!(e.path, "jpeg-reduced-then-full");
     }
 
     #[test]

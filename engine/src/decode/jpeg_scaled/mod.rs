@@ -159,6 +159,77 @@ pub(crate) fn decode(
         ))
 }
 
+/// Whether [`decode`] would take `data`, judged without decoding: the frame and scan headers
+/// and the tables they name, with each scan's entropy-coded data skipped marker to marker.
+/// It finds the header-level declines of the list above and a file that ends before some
+/// component's first scan. It does not judge entropy-coded data (the decoder renders damage
+/// there) or the order of progressive refinements, so a file it passes can still be declined
+/// by the decode; one it declines may still decode (a 1/8 decode stops reading once the DC
+/// is complete). For predicting a decode's memory before it runs.
+pub(crate) fn check_headers(data: &[u8], expect: (u32, u32)) -> Result<(), ScaledError> {
+    if !data.starts_with(&[0xFF, 0xD8]) {
+        return Err(ScaledError::Corrupt("no SOI marker"));
+    }
+    let expect = (expect.0 as usize, expect.1 as usize);
+    let mut qt = [None; 4];
+    let (mut dc, mut ac) = ([None, None, None, None], [None, None, None, None]);
+    let mut frame: Option<Frame> = None;
+    let mut scanned = Vec::new();
+    let mut pos = 2;
+    while let Some((seg, next)) = markers::next_segment(data, pos) {
+        pos = next;
+        match seg.marker {
+            0xD9 => break,
+            0xD8 => return Err(ScaledError::Unsupported("second SOI before EOI")),
+            0xDB => markers::parse_dqt(seg.payload, &mut qt)?,
+            0xC4 => markers::parse_dht(seg.payload, &mut dc, &mut ac)?,
+            0xDD => {
+                markers::parse_dri(seg.payload)?;
+            }
+            0xC0..=0xCF if !matches!(seg.marker, 0xC4 | 0xC8 | 0xCC) => {
+                if frame.is_some() {
+                    return Err(ScaledError::Unsupported("more than one frame header"));
+                }
+                let f = markers::parse_sof(seg.marker, seg.payload, expect)?;
+                scanned = vec![false; f.comps.len()];
+                frame = Some(f);
+            }
+            0xCC => return Err(ScaledError::Unsupported("arithmetic coding (DAC)")),
+            0xDC => return Err(ScaledError::Unsupported("DNL marker")),
+            0xDA => {
+                let f = frame
+                    .as_ref()
+                    .ok_or(ScaledError::Corrupt("scan before the frame header"))?;
+                let scan = markers::parse_sos(seg.payload, f)?;
+                // The tables a component's first scan uses, as `Decoder::scan` requires them.
+                if !f.progressive || scan.ss == 0 {
+                    for sc in &scan.comps {
+                        let undefined = ScaledError::Corrupt("scan uses an undefined table");
+                        if qt[f.comps[sc.index].tq].is_none()
+                            || ((!f.progressive || scan.ah == 0) && dc[sc.td].is_none())
+                            || (!f.progressive && ac[sc.ta].is_none())
+                        {
+                            return Err(undefined);
+                        }
+                        if !f.progressive && scanned[sc.index] {
+                            return Err(ScaledError::Corrupt(
+                                "a component in two sequential scans",
+                            ));
+                        }
+                        scanned[sc.index] = true;
+                    }
+                }
+                pos = markers::skip_entropy_data(data, pos);
+            }
+            _ => {}
+        }
+    }
+    if frame.is_none() || scanned.contains(&false) {
+        return Err(ScaledError::Truncated);
+    }
+    Ok(())
+}
+
 /// The component planes at 1/`scale`, before upsampling and colour conversion (each padded to
 /// whole MCUs; [`markers::Component`] has their valid size). Whole planes, for the oracle.
 #[cfg(test)]

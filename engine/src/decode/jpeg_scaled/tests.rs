@@ -25,7 +25,7 @@ use zune_core::options::DecoderOptions;
 use zune_jpeg::JpegDecoder;
 
 use super::markers::{self, Frame};
-use super::{decode, decode_planes, ColorKind, ScaledError};
+use super::{check_headers, decode, decode_planes, ColorKind, ScaledError};
 
 const FULL_RES_MAX: f64 = 2.0;
 const FULL_RES_MEAN: f64 = 0.6;
@@ -473,6 +473,63 @@ fn truncated_progressive_after_dc_scans_still_decodes_at_one_eighth() {
     // Cut before the first scan: declined (the full decoder then decides).
     let first_scan = jpeg.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
     assert!(decode(&jpeg[..first_scan], (300, 200), 8, ColorKind::YCbCr).is_err());
+    // The header check tells the two cuts apart without decoding.
+    assert_eq!(check_headers(&jpeg, (300, 200)), Ok(()));
+    assert_eq!(check_headers(&jpeg[..cut], (300, 200)), Ok(()));
+    assert_eq!(
+        check_headers(&jpeg[..first_scan], (300, 200)),
+        Err(ScaledError::Truncated)
+    );
+    // jpeg-encoder writes one DC scan per component: cut inside the first, the others were
+    // never scanned.
+    let second_scan = first_scan
+        + 2
+        + jpeg[first_scan + 2..]
+            .windows(2)
+            .position(|w| w == [0xFF, 0xDA])
+            .unwrap();
+    assert_eq!(
+        check_headers(&jpeg[..second_scan - 10], (300, 200)),
+        Err(ScaledError::Truncated)
+    );
+}
+
+/// Every committed corpus JPEG (refused and truncated ones included) the header check passes
+/// decodes in the reduced decoder at every scale: the check never predicts the reduced decode
+/// for a file that then falls back to the full decode (whose memory the worker would not have
+/// reserved). Files it declines but the decoder takes are listed, not failed: the estimate is
+/// only conservative there.
+#[test]
+fn header_check_passes_only_files_the_reduced_decoder_takes() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus");
+    let manifest = std::fs::read_to_string(dir.join("MANIFEST.tsv")).expect("corpus manifest");
+    let (mut wrong, mut conservative, mut passed) = (Vec::new(), Vec::new(), 0);
+    for line in manifest.lines().skip(1) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        if cols.get(2) != Some(&"JPEG") {
+            continue;
+        }
+        let data = std::fs::read(dir.join(cols[0])).expect("corpus file");
+        let Ok(info) = crate::probe::probe(&data, &crate::Limits::default()) else {
+            continue;
+        };
+        let expect = (info.width, info.height);
+        let checked = check_headers(&data, expect);
+        passed += usize::from(checked.is_ok());
+        for scale in [8, 4, 2] {
+            match (&checked, decode_planes(&data, expect, scale)) {
+                (Ok(()), Err(e)) => wrong.push(format!("{} at 1/{scale}: {e}", cols[0])),
+                (Err(e), Ok(_)) => conservative.push(format!("{} at 1/{scale}: {e}", cols[0])),
+                _ => {}
+            }
+        }
+    }
+    eprintln!("declined by the check, decoded anyway: {conservative:?}");
+    assert!(passed >= 40, "only {passed} corpus JPEGs passed the check");
+    assert!(
+        wrong.is_empty(),
+        "passed the check, declined by the decoder: {wrong:?}"
+    );
 }
 
 /// A file cut inside its scan decodes as libjpeg renders it: the rows before the cut as in the
