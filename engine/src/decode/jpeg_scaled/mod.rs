@@ -159,6 +159,40 @@ pub(crate) fn decode(
         ))
 }
 
+/// The tables scans use, as the segments before them define them.
+#[derive(Default)]
+struct Tables {
+    qt: [Option<[u16; 64]>; 4],
+    dc: [Option<HuffTable>; 4],
+    ac: [Option<HuffTable>; 4],
+    restart_interval: usize,
+}
+
+impl Tables {
+    /// Reads a segment that is neither a frame header, a scan nor EOI: a table goes into
+    /// `self`, the declines every reader shares are errors, the rest (APPn, COM, stray RSTn:
+    /// nothing for the pixels) is skipped.
+    fn read(&mut self, seg: &markers::Segment<'_>) -> Result<(), ScaledError> {
+        match seg.marker {
+            0xD8 => Err(ScaledError::Unsupported("second SOI before EOI")),
+            0xDB => markers::parse_dqt(seg.payload, &mut self.qt),
+            0xC4 => markers::parse_dht(seg.payload, &mut self.dc, &mut self.ac),
+            0xDD => {
+                self.restart_interval = markers::parse_dri(seg.payload)?;
+                Ok(())
+            }
+            0xCC => Err(ScaledError::Unsupported("arithmetic coding (DAC)")),
+            0xDC => Err(ScaledError::Unsupported("DNL marker")),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// SOF0–SOF15, except the codes in that range that are not frame headers (DHT, JPG, DAC).
+fn is_frame_header(marker: u8) -> bool {
+    matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC)
+}
+
 /// Whether [`decode`] would take `data`, judged without decoding: the frame and scan headers
 /// and the tables they name, with each scan's entropy-coded data skipped marker to marker.
 /// It finds the header-level declines of the list above and a file that ends before some
@@ -171,8 +205,7 @@ pub(crate) fn check_headers(data: &[u8], expect: (u32, u32)) -> Result<(), Scale
         return Err(ScaledError::Corrupt("no SOI marker"));
     }
     let expect = (expect.0 as usize, expect.1 as usize);
-    let mut qt = [None; 4];
-    let (mut dc, mut ac) = ([None, None, None, None], [None, None, None, None]);
+    let mut tables = Tables::default();
     let mut frame: Option<Frame> = None;
     let mut scanned = Vec::new();
     let mut pos = 2;
@@ -180,13 +213,7 @@ pub(crate) fn check_headers(data: &[u8], expect: (u32, u32)) -> Result<(), Scale
         pos = next;
         match seg.marker {
             0xD9 => break,
-            0xD8 => return Err(ScaledError::Unsupported("second SOI before EOI")),
-            0xDB => markers::parse_dqt(seg.payload, &mut qt)?,
-            0xC4 => markers::parse_dht(seg.payload, &mut dc, &mut ac)?,
-            0xDD => {
-                markers::parse_dri(seg.payload)?;
-            }
-            0xC0..=0xCF if !matches!(seg.marker, 0xC4 | 0xC8 | 0xCC) => {
+            m if is_frame_header(m) => {
                 if frame.is_some() {
                     return Err(ScaledError::Unsupported("more than one frame header"));
                 }
@@ -194,8 +221,6 @@ pub(crate) fn check_headers(data: &[u8], expect: (u32, u32)) -> Result<(), Scale
                 scanned = vec![false; f.comps.len()];
                 frame = Some(f);
             }
-            0xCC => return Err(ScaledError::Unsupported("arithmetic coding (DAC)")),
-            0xDC => return Err(ScaledError::Unsupported("DNL marker")),
             0xDA => {
                 let f = frame
                     .as_ref()
@@ -205,9 +230,9 @@ pub(crate) fn check_headers(data: &[u8], expect: (u32, u32)) -> Result<(), Scale
                 if !f.progressive || scan.ss == 0 {
                     for sc in &scan.comps {
                         let undefined = ScaledError::Corrupt("scan uses an undefined table");
-                        if qt[f.comps[sc.index].tq].is_none()
-                            || ((!f.progressive || scan.ah == 0) && dc[sc.td].is_none())
-                            || (!f.progressive && ac[sc.ta].is_none())
+                        if tables.qt[f.comps[sc.index].tq].is_none()
+                            || ((!f.progressive || scan.ah == 0) && tables.dc[sc.td].is_none())
+                            || (!f.progressive && tables.ac[sc.ta].is_none())
                         {
                             return Err(undefined);
                         }
@@ -221,7 +246,7 @@ pub(crate) fn check_headers(data: &[u8], expect: (u32, u32)) -> Result<(), Scale
                 }
                 pos = markers::skip_entropy_data(data, pos);
             }
-            _ => {}
+            _ => tables.read(&seg)?,
         }
     }
     if frame.is_none() || scanned.contains(&false) {
@@ -249,10 +274,7 @@ struct Decoder {
     expect: (usize, usize),
     /// The colour interpretation when the decode produces pixels (`None`: planes only, whole).
     kind: Option<ColorKind>,
-    qt: [Option<[u16; 64]>; 4],
-    dc: [Option<HuffTable>; 4],
-    ac: [Option<HuffTable>; 4],
-    restart_interval: usize,
+    tables: Tables,
     frame: Option<Frame>,
     /// Allocated at the first sequential scan, or after the progressive scans.
     planes: Vec<Plane>,
@@ -289,10 +311,7 @@ impl Decoder {
             n: idct::side(scale),
             expect: (expect.0 as usize, expect.1 as usize),
             kind,
-            qt: [None; 4],
-            dc: [None, None, None, None],
-            ac: [None, None, None, None],
-            restart_interval: 0,
+            tables: Tables::default(),
             frame: None,
             planes: Vec::new(),
             assembler: None,
@@ -325,18 +344,12 @@ impl Decoder {
             pos = next;
             match seg.marker {
                 0xD9 => break,
-                0xD8 => return Err(ScaledError::Unsupported("second SOI before EOI")),
-                0xDB => markers::parse_dqt(seg.payload, &mut self.qt)?,
-                0xC4 => markers::parse_dht(seg.payload, &mut self.dc, &mut self.ac)?,
-                0xDD => self.restart_interval = markers::parse_dri(seg.payload)?,
-                0xC0..=0xCF if !matches!(seg.marker, 0xC4 | 0xC8 | 0xCC) => {
+                m if is_frame_header(m) => {
                     if self.frame.is_some() {
                         return Err(ScaledError::Unsupported("more than one frame header"));
                     }
                     self.start_frame(markers::parse_sof(seg.marker, seg.payload, self.expect)?)?;
                 }
-                0xCC => return Err(ScaledError::Unsupported("arithmetic coding (DAC)")),
-                0xDC => return Err(ScaledError::Unsupported("DNL marker")),
                 0xDA => {
                     let frame = self
                         .frame
@@ -349,7 +362,7 @@ impl Decoder {
                         break;
                     }
                 }
-                _ => {} // APPn, COM, stray RSTn: nothing for the pixels.
+                _ => self.tables.read(&seg)?,
             }
         }
         Ok(())
@@ -450,7 +463,7 @@ impl Decoder {
         }
         for sc in &scan.comps {
             if self.latched_q[sc.index].is_none() {
-                let q = self.qt[frame.comps[sc.index].tq].ok_or(ScaledError::Corrupt(
+                let q = self.tables.qt[frame.comps[sc.index].tq].ok_or(ScaledError::Corrupt(
                     "scan uses an undefined quantisation table",
                 ))?;
                 self.latched_q[sc.index] = Some(q);
@@ -458,7 +471,7 @@ impl Decoder {
         }
         let entropy = &data[pos..];
         let mut reader = BitReader::new(entropy);
-        let ri = self.restart_interval;
+        let ri = self.tables.restart_interval;
         if frame.progressive {
             self.progressive_scan(frame, &scan, ri, &mut reader)?;
         } else {
@@ -490,7 +503,7 @@ impl Decoder {
             self.scanned[sc.index] = true;
             let missing = ScaledError::Corrupt("scan uses an undefined Huffman table");
             // The current table: a sequential block is complete within its scan.
-            let q = self.qt[frame.comps[sc.index].tq]
+            let q = self.tables.qt[frame.comps[sc.index].tq]
                 .as_ref()
                 .ok_or(ScaledError::Corrupt("undefined quantisation table"))?;
             let plane = planes[sc.index]
@@ -499,8 +512,8 @@ impl Decoder {
             comps.push(baseline::SeqComp {
                 index: sc.index,
                 v: frame.comps[sc.index].v,
-                dc: self.dc[sc.td].as_ref().ok_or(missing.clone())?,
-                ac: self.ac[sc.ta].as_ref().ok_or(missing)?,
+                dc: self.tables.dc[sc.td].as_ref().ok_or(missing.clone())?,
+                ac: self.tables.ac[sc.ta].as_ref().ok_or(missing)?,
                 q,
                 basis: idct::AnyBasis::new(plane.nx, plane.ny, q),
                 plane,
@@ -541,7 +554,7 @@ impl Decoder {
             for sc in &scan.comps {
                 let table = if scan.ah == 0 {
                     Some(
-                        self.dc[sc.td]
+                        self.tables.dc[sc.td]
                             .as_ref()
                             .ok_or(ScaledError::Corrupt("undefined DC table"))?,
                     )
@@ -568,12 +581,12 @@ impl Decoder {
         }
         let table = if scan.ah == 0 {
             Some(
-                self.ac[scan.comps[0].ta]
+                self.tables.ac[scan.comps[0].ta]
                     .as_ref()
                     .ok_or(ScaledError::Corrupt("undefined AC table"))?,
             )
         } else {
-            self.ac[scan.comps[0].ta].as_ref()
+            self.tables.ac[scan.comps[0].ta].as_ref()
         };
         let mut dec = progressive::AcScan {
             coefs: &mut self.coefs[index],
