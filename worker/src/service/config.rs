@@ -36,7 +36,9 @@ pub struct WorkerArgs {
     )]
     pub subscription: Option<String>,
 
-    /// Bucket the thumbnails are written to [default: the source object's bucket].
+    /// Bucket the thumbnails are written to [default: the source object's bucket]. A bucket
+    /// without a notification is recommended: in the source bucket, every thumbnail written
+    /// comes back as a notification to pull and skip.
     #[arg(long, env = "THUMBD_OUTPUT_BUCKET", value_name = "BUCKET")]
     pub output_bucket: Option<String>,
 
