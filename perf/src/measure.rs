@@ -161,6 +161,14 @@ pub fn measure(
         .iter()
         .map(|(&threads, runs)| figures(threads, runs, &all))
         .collect();
+    // Once per class, not per thread count: each estimate reads its file.
+    let max_estimates: BTreeMap<ClassKey, u64> = groups
+        .iter()
+        .map(|(&key, samples)| {
+            let max = samples.iter().map(|s| worker_estimate(s, plan.sizes)).max();
+            (key, max.unwrap_or(0))
+        })
+        .collect();
     let classes = per_class
         .iter()
         .map(|(&(key, threads), runs)| {
@@ -172,11 +180,7 @@ pub fn measure(
                 files: samples.len(),
                 mean_mp: samples.iter().map(|s| s.megapixels()).sum::<f64>() / n,
                 mean_input_bytes: samples.iter().map(|s| s.bytes as f64).sum::<f64>() / n,
-                max_estimate_bytes: samples
-                    .iter()
-                    .map(|s| worker_estimate(s, plan.sizes))
-                    .max()
-                    .unwrap_or(0),
+                max_estimate_bytes: max_estimates[&key],
                 max_input_bytes: samples.iter().map(|s| s.bytes).max().unwrap_or(0),
                 figures: figures(threads, runs, samples),
             }

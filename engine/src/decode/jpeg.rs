@@ -106,23 +106,25 @@ fn dct_scale(shrink: u32) -> Option<u32> {
 /// The reduced-scale decode, or `None` when the full decoder must do it (see the fallback
 /// list in [`super::jpeg_scaled`]).
 fn decode_scaled(data: &[u8], info: &ImageInfo, scale: u32, input: ColorSpace) -> Option<Bitmap> {
-    if !matches!(
-        info.jpeg_coding,
-        Some(JpegCoding::Baseline | JpegCoding::Progressive)
-    ) {
+    if !huffman_coded(info) {
         return None;
     }
     reduced(data, info, scale, input).ok()
+}
+
+/// Baseline or progressive Huffman coding: the codings the reduced decoder reads.
+fn huffman_coded(info: &ImageInfo) -> bool {
+    matches!(
+        info.jpeg_coding,
+        Some(JpegCoding::Baseline | JpegCoding::Progressive)
+    )
 }
 
 /// Whether a shrink-on-load decode of `data` would run in the reduced decoder rather than fall
 /// back to zune-jpeg's full decode, judged from the headers and the scan layout without
 /// decoding ([`jpeg_scaled::check_headers`]).
 pub(crate) fn reduced_decode_expected(data: &[u8], info: &ImageInfo) -> bool {
-    matches!(
-        info.jpeg_coding,
-        Some(JpegCoding::Baseline | JpegCoding::Progressive)
-    ) && jpeg_scaled::check_headers(data, (info.width, info.height)).is_ok()
+    huffman_coded(info) && jpeg_scaled::check_headers(data, (info.width, info.height)).is_ok()
 }
 
 /// The reduced-scale decoder alone, without the fallback: for benchmarks and fuzzing. `scale`

@@ -88,9 +88,6 @@ pub fn estimate(info: &ImageInfo, data: &[u8], request: &Request) -> EstimatePar
             let scale = [8, 4, 2].into_iter().find(|&k| k <= shrink);
             let reduced = matches!(coding, Some(JpegCoding::Baseline | JpegCoding::Progressive))
                 && info.channels != 2;
-            // What the reduced decoder declines, zune-jpeg then decodes in full, after the
-            // reduced decoder's buffers are freed.
-            let falls_back = !thumbd_engine::stages::jpeg_reduced_decode_expected(data, info);
             match scale {
                 _ if coding == Some(JpegCoding::Arithmetic) => {
                     // Refused after the headers, before any pixel buffer.
@@ -105,6 +102,11 @@ pub fn estimate(info: &ImageInfo, data: &[u8], request: &Request) -> EstimatePar
                         (true, _) => 2 * ncomp * padded,
                     };
                     let peak = dw * dh * c + planes + coefs;
+                    // What the reduced decoder declines, zune-jpeg then decodes in full, after
+                    // the reduced decoder's buffers are freed. (The check walks the file, so
+                    // only where the reduced path is taken.)
+                    let falls_back =
+                        !thumbd_engine::stages::jpeg_reduced_decode_expected(data, info);
                     match (s, falls_back) {
                         (_, true) => ("jpeg-reduced-then-full", (w, h), c, peak.max(full)),
                         (8, false) => ("jpeg-1/8", (dw, dh), c, peak),

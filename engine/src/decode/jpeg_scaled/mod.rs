@@ -193,6 +193,18 @@ fn is_frame_header(marker: u8) -> bool {
     matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC)
 }
 
+/// Parses a frame header, which must be the file's first (`seen`: one was read before).
+fn read_frame(
+    seg: &markers::Segment<'_>,
+    expect: (usize, usize),
+    seen: bool,
+) -> Result<Frame, ScaledError> {
+    if seen {
+        return Err(ScaledError::Unsupported("more than one frame header"));
+    }
+    markers::parse_sof(seg.marker, seg.payload, expect)
+}
+
 /// Whether [`decode`] would take `data`, judged without decoding: the frame and scan headers
 /// and the tables they name, with each scan's entropy-coded data skipped marker to marker.
 /// It finds the header-level declines of the list above and a file that ends before some
@@ -214,10 +226,7 @@ pub(crate) fn check_headers(data: &[u8], expect: (u32, u32)) -> Result<(), Scale
         match seg.marker {
             0xD9 => break,
             m if is_frame_header(m) => {
-                if frame.is_some() {
-                    return Err(ScaledError::Unsupported("more than one frame header"));
-                }
-                let f = markers::parse_sof(seg.marker, seg.payload, expect)?;
+                let f = read_frame(&seg, expect, frame.is_some())?;
                 scanned = vec![false; f.comps.len()];
                 frame = Some(f);
             }
@@ -345,10 +354,7 @@ impl Decoder {
             match seg.marker {
                 0xD9 => break,
                 m if is_frame_header(m) => {
-                    if self.frame.is_some() {
-                        return Err(ScaledError::Unsupported("more than one frame header"));
-                    }
-                    self.start_frame(markers::parse_sof(seg.marker, seg.payload, self.expect)?)?;
+                    self.start_frame(read_frame(&seg, self.expect, self.frame.is_some())?)?;
                 }
                 0xDA => {
                     let frame = self
