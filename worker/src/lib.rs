@@ -3,11 +3,13 @@
 //! # Layout
 //! - [`cli`] — flags and their defaults;
 //! - [`resources`] — CPUs and memory the container really has;
+//! - [`naming`] — where thumbnails live (`<prefix><object>/<size>.<ext>`), shared by all;
 //! - [`batch`] — `thumbd thumbnail`: files → engine on a rayon pool → files;
 //! - [`service`] — `thumbd worker`: Pub/Sub (or a local folder) → engine → Cloud Storage.
 
 pub mod alloc;
 pub mod batch;
 pub mod cli;
+pub mod naming;
 pub mod resources;
 pub mod service;

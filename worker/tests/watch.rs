@@ -191,3 +191,138 @@ fn bad_configuration_exits_2_with_a_message_before_any_client() {
         );
     }
 }
+
+/// A `--watch` worker whose JSON events are read from its stdout.
+struct Watcher {
+    child: KillOnDrop,
+    events: mpsc::Receiver<Value>,
+}
+
+impl Watcher {
+    fn start(input: &Path, out: &Path, sizes: &str) -> Watcher {
+        let child = Command::new(env!("CARGO_BIN_EXE_thumbd"))
+            .args(["worker", "--watch"])
+            .arg(input)
+            .arg("--out")
+            .arg(out)
+            .args(["--size", sizes, "--poll-ms", "100", "--listen"])
+            .arg(format!("127.0.0.1:{}", free_port()))
+            .env_remove("THUMBD_SIZE")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut child = KillOnDrop(child);
+        let stdout = child.0.stdout.take().unwrap();
+        let (tx, events) = mpsc::channel::<Value>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(serde_json::from_str(&line).expect("JSON lines on stdout"));
+            }
+        });
+        Watcher { child, events }
+    }
+
+    fn next_event(&self) -> Value {
+        self.events
+            .recv_timeout(Duration::from_secs(60))
+            .expect("an event within 60 s")
+    }
+
+    /// SIGTERM, and waits for the clean exit.
+    fn stop(mut self) {
+        Command::new("kill")
+            .args(["-TERM", &self.child.0.id().to_string()])
+            .status()
+            .unwrap();
+        let status = self.child.0.wait().unwrap();
+        assert!(status.success(), "{status}");
+    }
+}
+
+#[test]
+fn a_restart_with_an_added_size_makes_the_missing_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, out) = (tmp.path().join("in"), tmp.path().join("out"));
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(input.join("a.jpg"), corpus("xplanet_earth.jpg")).unwrap();
+
+    let first = Watcher::start(&input, &out, "64");
+    assert_eq!(first.next_event()["event"], "THUMBNAILS_READY");
+    first.stop();
+    assert!(out.join("a.jpg/64.jpg").is_file());
+
+    // The record says a.jpg is done, but 32 px was never made: it is made now.
+    let second = Watcher::start(&input, &out, "64,32");
+    let event = second.next_event();
+    assert_eq!(event["event"], "THUMBNAILS_READY", "{event}");
+    assert!(out.join("a.jpg/32.jpg").is_file());
+    second.stop();
+
+    // And a third run with the same sizes redoes nothing.
+    let third = Watcher::start(&input, &out, "64,32");
+    assert!(third.events.recv_timeout(Duration::from_secs(2)).is_err());
+    third.stop();
+}
+
+#[test]
+fn a_file_replaced_with_an_older_date_is_redone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, out) = (tmp.path().join("in"), tmp.path().join("out"));
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(input.join("a.jpg"), corpus("xplanet_earth.jpg")).unwrap();
+    let watcher = Watcher::start(&input, &out, "64");
+    let first = watcher.next_event();
+    assert_eq!(first["event"], "THUMBNAILS_READY");
+
+    // As `cp -p`, `rsync -t`, `tar x` and `unzip` do: a different image, dated a day earlier.
+    let staged = tmp.path().join("staged.jpg");
+    std::fs::write(&staged, corpus("pil_hopper_orientation_6.jpg")).unwrap();
+    let day_ago = std::time::SystemTime::now() - Duration::from_secs(86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(&staged)
+        .unwrap()
+        .set_modified(day_ago)
+        .unwrap();
+    std::fs::rename(&staged, input.join("a.jpg")).unwrap();
+
+    let second = watcher.next_event();
+    assert_eq!(second["event"], "THUMBNAILS_READY", "{second}");
+    assert_ne!(second["generation"], first["generation"]);
+    let data = std::fs::read(out.join("a.jpg/64.jpg")).unwrap();
+    let info = thumbd_engine::probe(&data, &Limits::default()).unwrap();
+    let expected = thumbd_engine::thumbnail(
+        &corpus("pil_hopper_orientation_6.jpg"),
+        &Request {
+            sizes: vec![64],
+            ..Request::default()
+        },
+        &Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        (info.width, info.height),
+        (expected[0].width, expected[0].height)
+    );
+    watcher.stop();
+}
+
+#[test]
+fn a_file_name_that_is_not_utf8_gets_a_failure_event() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, out) = (tmp.path().join("in"), tmp.path().join("out"));
+    std::fs::create_dir_all(&input).unwrap();
+    let name = std::ffi::OsStr::from_bytes(b"caf\xe9.jpg");
+    std::fs::write(input.join(name), corpus("xplanet_earth.jpg")).unwrap();
+    let watcher = Watcher::start(&input, &out, "64");
+    let event = watcher.next_event();
+    assert_eq!(event["event"], "THUMBNAIL_FAILED", "{event}");
+    assert_eq!(event["reason"], "invalid_name", "{event}");
+    // Reported once, not once per scan.
+    assert!(watcher.events.recv_timeout(Duration::from_secs(1)).is_err());
+    watcher.stop();
+}

@@ -149,6 +149,12 @@ impl Admission {
         self.engine.reserve(bytes, &self.metrics).await
     }
 
+    /// The whole input pool: no original larger than this can be admitted, so it caps the
+    /// input size together with `--max-input-bytes`.
+    pub fn input_capacity(&self) -> u64 {
+        u64::from(self.input.units) * UNIT
+    }
+
     /// Input-pool bytes not currently reserved (for tests and logs).
     pub fn available_input(&self) -> u64 {
         self.input.available()

@@ -42,7 +42,20 @@ pub struct WorkerArgs {
     #[arg(long, env = "THUMBD_OUTPUT_BUCKET", value_name = "BUCKET")]
     pub output_bucket: Option<String>,
 
-    /// Object-name prefix of every thumbnail; objects under it are never thumbnailed.
+    /// Buckets jobs may name (repeatable, or comma-separated in the env var). A job for any
+    /// other bucket is acked with a `forbidden_bucket` failure event, so whoever can publish to
+    /// the subscription's topic cannot make the worker read other buckets. With
+    /// --output-bucket, at most one: thumbnails are named by object name only.
+    #[arg(
+        long = "source-bucket",
+        env = "THUMBD_SOURCE_BUCKETS",
+        value_delimiter = ',',
+        value_name = "BUCKET"
+    )]
+    pub source_buckets: Vec<String>,
+
+    /// Object-name prefix of every thumbnail, as a folder (`thumbs` means `thumbs/`); objects
+    /// under it in the output bucket are never thumbnailed.
     #[arg(
         long,
         env = "THUMBD_OUTPUT_PREFIX",
@@ -160,6 +173,8 @@ pub enum Source {
         subscription: String,
         output_bucket: Option<String>,
         events_topic: Option<String>,
+        /// Empty: any bucket (logged as a warning at start).
+        source_buckets: Vec<String>,
     },
     Watch {
         dir: PathBuf,
@@ -295,6 +310,20 @@ pub enum ConfigError {
          would trigger another notification (a thumbnail loop); set a prefix or --output-bucket"
     )]
     LoopingPrefix,
+    #[error(
+        "--output-prefix is empty, so every object of --output-bucket `{0}` counts as a \
+         thumbnail: name the source buckets with --source-bucket, none of them `{0}`, or set a \
+         prefix"
+    )]
+    EmptyPrefixInSourceBucket(String),
+    #[error("--source-bucket `{0}` is not a valid bucket name")]
+    BadSourceBucket(String),
+    #[error(
+        "--output-bucket with {0} source buckets: thumbnails are named `<prefix><object>/...` \
+         without the bucket, so same-named objects of two buckets would share them; run one \
+         worker (or prefix) per source bucket"
+    )]
+    SharedOutputBucket(usize),
     #[error("invalid image settings: {0}")]
     Request(String),
     #[error("--{flag} must be at least 1")]
@@ -321,8 +350,24 @@ impl WorkerArgs {
                         return Err(ConfigError::BadBucket(bucket.clone()));
                     }
                 }
-                if self.output_prefix.is_empty() && self.output_bucket.is_none() {
-                    return Err(ConfigError::LoopingPrefix);
+                if let Some(bad) = self.source_buckets.iter().find(|b| !is_bucket_name(b)) {
+                    return Err(ConfigError::BadSourceBucket(bad.clone()));
+                }
+                match &self.output_bucket {
+                    None if self.output_prefix.is_empty() => {
+                        return Err(ConfigError::LoopingPrefix)
+                    }
+                    Some(out)
+                        if self.output_prefix.is_empty()
+                            && (self.source_buckets.is_empty()
+                                || self.source_buckets.contains(out)) =>
+                    {
+                        return Err(ConfigError::EmptyPrefixInSourceBucket(out.clone()))
+                    }
+                    Some(_) if self.source_buckets.len() > 1 => {
+                        return Err(ConfigError::SharedOutputBucket(self.source_buckets.len()))
+                    }
+                    _ => {}
                 }
                 for (var, value) in emulator_vars() {
                     emulator_endpoint(var, &value)?;
@@ -331,6 +376,7 @@ impl WorkerArgs {
                     subscription: sub.clone(),
                     output_bucket: self.output_bucket.clone(),
                     events_topic: self.events_topic.clone(),
+                    source_buckets: self.source_buckets.clone(),
                 }
             }
             (None, Some(dir)) => {
@@ -343,6 +389,11 @@ impl WorkerArgs {
                 if self.events_topic.is_some() {
                     return Err(ConfigError::PubSubOnly {
                         flag: "events-topic",
+                    });
+                }
+                if !self.source_buckets.is_empty() {
+                    return Err(ConfigError::PubSubOnly {
+                        flag: "source-bucket",
                     });
                 }
                 if !dir.is_dir() {
@@ -370,7 +421,7 @@ impl WorkerArgs {
         }
         Ok(Config {
             source,
-            output_prefix: self.output_prefix.clone(),
+            output_prefix: crate::naming::normalize_prefix(&self.output_prefix),
             request,
             limits,
             tuning: Tuning::derive(
@@ -401,11 +452,7 @@ fn is_resource_name(s: &str, kind: &str) -> bool {
         && !parts[3].is_empty()
 }
 
-fn is_bucket_name(s: &str) -> bool {
-    (3..=222).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-}
+use super::message::is_bucket_name;
 
 fn emulator_vars() -> Vec<(&'static str, String)> {
     ["PUBSUB_EMULATOR_HOST", "STORAGE_EMULATOR_HOST"]
@@ -512,6 +559,37 @@ mod tests {
             ]),
             ConfigError::BadBucket(_)
         ));
+        let sub = ["--subscription", "projects/p/subscriptions/s"];
+        let with = |extra: &[&str]| err(&[&sub[..], extra].concat());
+        assert_eq!(
+            with(&["--output-bucket", "out-bkt", "--output-prefix", ""]),
+            ConfigError::EmptyPrefixInSourceBucket("out-bkt".into()),
+            "an empty prefix needs the source buckets named"
+        );
+        assert_eq!(
+            with(&[
+                "--output-bucket",
+                "out-bkt",
+                "--output-prefix",
+                "",
+                "--source-bucket",
+                "uploads,out-bkt"
+            ]),
+            ConfigError::EmptyPrefixInSourceBucket("out-bkt".into())
+        );
+        assert_eq!(
+            with(&[
+                "--output-bucket",
+                "out-bkt",
+                "--source-bucket",
+                "eu-bkt,us-bkt"
+            ]),
+            ConfigError::SharedOutputBucket(2)
+        );
+        assert_eq!(
+            with(&["--source-bucket", "Bad/Name"]),
+            ConfigError::BadSourceBucket("Bad/Name".into())
+        );
         assert_eq!(err(&["--watch", "/"]), ConfigError::WatchNeedsOut);
         assert!(matches!(
             err(&["--watch", "/nonexistent-thumbd", "--out", "/tmp"]),
@@ -526,6 +604,32 @@ mod tests {
             ]),
             ConfigError::Zero { flag: "threads" }
         );
+    }
+
+    #[test]
+    fn prefixes_are_folders_and_an_empty_one_is_allowed_with_named_sources() {
+        let c = parse(&[
+            "--subscription",
+            "projects/p/subscriptions/s",
+            "--output-prefix",
+            "thumbs",
+        ])
+        .validate(RES)
+        .unwrap();
+        assert_eq!(c.output_prefix, "thumbs/");
+        let c = parse(&[
+            "--subscription",
+            "projects/p/subscriptions/s",
+            "--output-bucket",
+            "out",
+            "--output-prefix",
+            "",
+            "--source-bucket",
+            "uploads",
+        ])
+        .validate(RES)
+        .unwrap();
+        assert_eq!(c.output_prefix, "");
     }
 
     #[test]

@@ -50,6 +50,12 @@ pub enum JobError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Image(#[from] thumbd_engine::Error),
+    #[error("bucket `{0}` is not one of the worker's --source-bucket")]
+    ForbiddenBucket(String),
+    #[error("content type `{0}` is not an image")]
+    NotAnImage(String),
+    #[error("file name `{0}` is not UTF-8, so it cannot name its thumbnails")]
+    InvalidName(String),
     #[error("publishing the event failed: {0}")]
     Event(String),
     #[error("shutting down before the work was done")]
@@ -78,7 +84,11 @@ impl JobError {
         match self {
             JobError::Store(e) => e.is_transient(),
             JobError::Event(_) | JobError::ShuttingDown => true,
-            JobError::Malformed(_) | JobError::Image(_) => false,
+            JobError::Malformed(_)
+            | JobError::Image(_)
+            | JobError::ForbiddenBucket(_)
+            | JobError::NotAnImage(_)
+            | JobError::InvalidName(_) => false,
         }
     }
 
@@ -97,8 +107,12 @@ impl JobError {
             JobError::Store(StoreError::NotFound) => "not_found",
             JobError::Store(StoreError::TooLarge { .. }) => "input_too_large",
             JobError::Store(StoreError::Refused(_)) => "storage_refused",
+            JobError::Store(StoreError::Conflict { .. }) => "output_conflict",
             JobError::Store(StoreError::Unavailable(_)) => "storage_unavailable",
             JobError::Image(e) => e.kind().as_str(),
+            JobError::ForbiddenBucket(_) => "forbidden_bucket",
+            JobError::NotAnImage(_) => "unsupported",
+            JobError::InvalidName(_) => "invalid_name",
             JobError::Event(_) => "event_publish",
             JobError::ShuttingDown => "shutdown",
         }

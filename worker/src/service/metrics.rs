@@ -29,6 +29,8 @@ pub struct Metrics {
     pub registry: Arc<Registry>,
     pub received: Counter,
     pub settled: Family<FateLabels, Counter>,
+    /// Acks or nacks the server refused (exactly-once subscriptions confirm each one).
+    pub ack_failures: Family<FateLabels, Counter>,
     pub images: Counter,
     pub in_flight_images: Gauge,
     pub in_flight_bytes: Gauge,
@@ -47,6 +49,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("thumbd");
         let received = Counter::default();
         let settled = Family::<FateLabels, Counter>::default();
+        let ack_failures = Family::<FateLabels, Counter>::default();
         let images = Counter::default();
         let in_flight_images = Gauge::default();
         let in_flight_bytes = Gauge::default();
@@ -65,6 +68,12 @@ impl Metrics {
             "messages",
             "Messages settled, by fate (ack/nack) and reason",
             settled.clone(),
+        );
+        registry.register(
+            "ack_failures",
+            "Acks or nacks not confirmed by an exactly-once subscription (the message will be \
+             redelivered), by fate and the reason the message was settled with",
+            ack_failures.clone(),
         );
         registry.register(
             "images",
@@ -100,6 +109,7 @@ impl Metrics {
             registry: Arc::new(registry),
             received,
             settled,
+            ack_failures,
             images,
             in_flight_images,
             in_flight_bytes,

@@ -117,7 +117,13 @@ async fn serve(config: Config) -> Result<(), WorkerError> {
             subscription,
             output_bucket,
             events_topic,
+            source_buckets,
         } => {
+            if source_buckets.is_empty() {
+                tracing::warn!(
+                    "no --source-bucket: a job may name any bucket the service account can read"
+                );
+            }
             let pubsub_endpoint = emulator_env("PUBSUB_EMULATOR_HOST")?;
             let storage_endpoint = emulator_env("STORAGE_EMULATOR_HOST")?;
             if pubsub_endpoint.is_some() || storage_endpoint.is_some() {
@@ -155,6 +161,7 @@ async fn serve(config: Config) -> Result<(), WorkerError> {
                 settings: Settings {
                     output_bucket: output_bucket.clone(),
                     output_prefix: config.output_prefix.clone(),
+                    source_buckets: source_buckets.clone(),
                     limits: config.limits,
                     cache_control: config.cache_control.clone(),
                 },
@@ -179,6 +186,7 @@ async fn serve(config: Config) -> Result<(), WorkerError> {
                     // (the output folder is excluded from the scan instead).
                     output_bucket: Some(out.display().to_string()),
                     output_prefix: String::new(),
+                    source_buckets: Vec::new(),
                     limits: config.limits,
                     cache_control: config.cache_control.clone(),
                 },
@@ -214,14 +222,17 @@ fn admit(config: &Config, metrics: &Metrics) -> admission::Admission {
              and the budget may be exceeded (raise --memory-budget)"
         );
     }
+    let max_input_bytes = config.limits.max_input_bytes.min(budget.input_bytes);
     tracing::info!(
         memory_budget = budget.memory_budget,
+        max_input_bytes,
         idle_rss = budget.idle_rss,
         floor = budget.floor,
         slack = budget.slack,
         input_bytes = budget.input_bytes,
         engine_bytes = budget.engine_bytes,
-        "memory budget split (floor measured after start-up unless --memory-floor)"
+        "memory budget split (floor measured after start-up unless --memory-floor; originals \
+         over max_input_bytes, the smaller of --max-input-bytes and the input pool, are refused)"
     );
     admission::Admission::new(
         t.max_in_flight,

@@ -1,7 +1,8 @@
 //! One job from fetch to written thumbnails: the part shared by every source.
 //!
 //! ```text
-//! slot ─▶ reserve input bytes ─▶ fetch ─▶ probe (header) ─▶ reserve engine bytes ─▶ crossbeam
+//! allowed bucket, size, type ─▶ slot ─▶ open (metadata + first 64 KiB) ─▶ reserve input bytes
+//!   ─▶ probe (header) ─▶ read the rest ─▶ reserve engine bytes ─▶ crossbeam
 //!                                                                                     │
 //!          ack ◀─ event ◀─ conditional writes ◀─ oneshot ◀─ rayon: engine ◀───────────┘
 //! ```
@@ -10,17 +11,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::{Sender, TrySendError};
-use thumbd_engine::{Limits, Request, Thumbnail};
+use thumbd_engine::{ErrorKind, Limits, Request, Thumbnail};
 use tokio::sync::oneshot;
 
 use super::admission::Admission;
 use super::estimate::estimate;
 use super::events::{Event, Events, OutputInfo, FAILED, READY};
 use super::fate::{decide, Fate, JobError, Outcome, Skip};
-use super::message::Job;
+use super::message::{Job, Origin};
 use super::metrics::Metrics;
 use super::shutdown::Shutdown;
-use super::store::{output_key, Put, SourceRef, Store, StoreError};
+use super::store::{Put, SourceRef, Store, StoreError};
+use crate::naming::{is_under_prefix, thumbnail_key, thumbnails_folder};
 
 type EngineResult = Result<Vec<Thumbnail>, thumbd_engine::Error>;
 
@@ -110,9 +112,46 @@ impl EnginePool {
 pub struct Settings {
     /// `None`: write next to the source, in its bucket.
     pub output_bucket: Option<String>,
+    /// A folder prefix (see [`crate::naming::normalize_prefix`]).
     pub output_prefix: String,
+    /// Buckets jobs may name; empty means any.
+    pub source_buckets: Vec<String>,
     pub limits: Limits,
     pub cache_control: String,
+}
+
+/// Bytes read before the header check: the headers of almost every image fit (a JPEG's frame
+/// header follows its EXIF and ICC segments); when they don't, the probe runs on the whole file.
+pub const HEAD_BYTES: u64 = 64 << 10;
+
+/// Content types that say "not an image". The format always comes from the bytes, so a
+/// missing type, `application/octet-stream` or a wrong `image/*` type are read and probed;
+/// anything else (text, video, PDF, JSON...) is refused without reading the object.
+pub fn is_non_image_type(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    let essence = essence.to_ascii_lowercase();
+    !(essence.is_empty()
+        || essence.starts_with("image/")
+        || essence == "application/octet-stream"
+        || essence == "binary/octet-stream")
+}
+
+/// Runs header work (probe, estimate) under the same panic guard as the engine: a panic is an
+/// `internal` failure of this image (acked with a failure event), never a lost handler.
+pub fn guarded<T>(
+    stage: &str,
+    f: impl FnOnce() -> Result<T, thumbd_engine::Error>,
+) -> Result<T, thumbd_engine::Error> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic".into());
+        Err(thumbd_engine::Error::Internal(format!(
+            "panic in {stage}: {message}"
+        )))
+    })
 }
 
 /// Everything a job needs; shared by all in-flight jobs.
@@ -135,18 +174,61 @@ impl<S: Store> Pipeline<S> {
             .output_bucket
             .as_deref()
             .unwrap_or(&job.bucket);
-        out_bucket == job.bucket && job.name.starts_with(&self.settings.output_prefix)
+        out_bucket == job.bucket && is_under_prefix(&self.settings.output_prefix, &job.name)
+    }
+
+    /// The largest original admitted: `--max-input-bytes`, or the input pool when it is
+    /// smaller (a reservation is never clamped to the pool and then exceeded).
+    pub fn input_cap(&self) -> (u64, &'static str) {
+        let pool = self.admission.input_capacity();
+        let limit = self.settings.limits.max_input_bytes;
+        if pool < limit {
+            (
+                pool,
+                " (this pod's input pool; raise the memory limit or --memory-budget)",
+            )
+        } else {
+            (limit, "")
+        }
+    }
+
+    fn too_large(&self, size: u64) -> Option<JobError> {
+        let (limit, why) = self.input_cap();
+        (size > limit).then(|| StoreError::TooLarge { size, limit, why }.into())
+    }
+
+    /// The object (at the job's generation) is gone: a notification's object was overwritten
+    /// or deleted since (that event has its own message), and so was a plain job's if any
+    /// generation exists; otherwise the job named nothing that exists.
+    async fn missing(&self, job: &Job) -> Result<Outcome, JobError> {
+        let stale = match (job.origin, job.generation) {
+            (_, None) => false,
+            (Origin::Notification, Some(_)) => true,
+            (Origin::Plain, Some(_)) => self.store.exists(&job.bucket, &job.name).await?,
+        };
+        if stale {
+            Ok(Outcome::Skipped(Skip::StaleGeneration))
+        } else {
+            Err(StoreError::NotFound.into())
+        }
     }
 
     /// Processes one job to its outcome. Returns only after every output is written and the
     /// ready event published, so the caller may ack on `Ok`.
     pub async fn handle(&self, job: &Job) -> Result<Outcome, JobError> {
+        let settings = &self.settings;
+        if !settings.source_buckets.is_empty() && !settings.source_buckets.contains(&job.bucket) {
+            return Err(JobError::ForbiddenBucket(job.bucket.clone()));
+        }
         if self.is_output_object(job) {
             return Ok(Outcome::Skipped(Skip::OutputObject));
         }
-        let cap = self.settings.limits.max_input_bytes;
-        if let Some(size) = job.size.filter(|&s| s > cap) {
-            return Err(StoreError::TooLarge { size, limit: cap }.into());
+        // What the notification says is checked before any byte is read.
+        if let Some(err) = job.size.and_then(|size| self.too_large(size)) {
+            return Err(err);
+        }
+        if let Some(t) = job.content_type.as_deref().filter(|t| is_non_image_type(t)) {
+            return Err(JobError::NotAnImage(t.to_string()));
         }
         // A message still waiting for a slot when SIGTERM arrives is nacked, not started.
         let slot = tokio::select! {
@@ -154,51 +236,80 @@ impl<S: Store> Pipeline<S> {
             _ = self.shutdown.wait() => return Err(JobError::ShuttingDown),
         };
 
-        // The compressed original counts from before its fetch until the engine is done with
-        // it. Its size comes from the notification; a job without one reserves after fetching.
-        let mut input = match job.size {
-            Some(size) => Some(tokio::select! {
-                r = self.admission.reserve_input(size) => r,
-                _ = self.shutdown.wait() => return Err(JobError::ShuttingDown),
-            }),
-            None => None,
-        };
-
+        // The object's metadata and first bytes: its size, type and header are checked, and
+        // its input bytes reserved, before the rest is read.
         let t = Instant::now();
-        let fetched = match self
+        let opened = match self
             .store
-            .fetch(&job.bucket, &job.name, job.generation, cap)
+            .open(&job.bucket, &job.name, job.generation, HEAD_BYTES)
             .await
         {
-            // The generation named by the notification is gone: the object was overwritten
-            // or deleted since, and that later event has (or will have) its own message.
-            Err(StoreError::NotFound) if job.generation.is_some() => {
-                return Ok(Outcome::Skipped(Skip::StaleGeneration))
-            }
+            Err(StoreError::NotFound) => return self.missing(job).await,
             result => result?,
         };
-        self.metrics.observe("fetch", t.elapsed());
-        let len = fetched.data.len() as u64;
-        if input.as_ref().is_none_or(|r| r.bytes() < len) {
-            // Release before reserving again: never hold one input reservation while waiting
-            // for another.
-            drop(input.take());
-            input = Some(self.admission.reserve_input(len).await);
+        // A store that does not state the size (an emulator) is read up to the cap, which is
+        // reserved whole; the notification's size is used when there is one.
+        let size = opened.size.or(job.size);
+        if let Some(err) = size.and_then(|size| self.too_large(size)) {
+            return Err(err);
         }
-
-        // Header only: refuses oversized images before any decode and sizes the reservation.
-        let info = thumbd_engine::probe(&fetched.data, &self.settings.limits)?;
-        let estimate = estimate(&info, &fetched.data, self.pool.request());
+        if let Some(t) = opened
+            .content_type
+            .as_deref()
+            .filter(|t| is_non_image_type(t))
+        {
+            return Err(JobError::NotAnImage(t.to_string()));
+        }
+        let (cap, why) = self.input_cap();
+        // The compressed original counts from before the bulk of its bytes arrives until the
+        // engine is done with it.
+        let input = tokio::select! {
+            r = self.admission.reserve_input(size.unwrap_or(cap)) => r,
+            _ = self.shutdown.wait() => return Err(JobError::ShuttingDown),
+        };
+        let mut data = opened.head;
+        let partial = size.is_none_or(|size| (data.len() as u64) < size);
+        // Header only: refuses bombs and unsupported files before reading the rest.
+        let early = match partial {
+            true => match guarded("probe", || thumbd_engine::probe(&data, &settings.limits)) {
+                // The header goes on past the first bytes: probe the whole file below.
+                Err(e) if e.kind() == ErrorKind::Truncated => None,
+                result => Some(result?),
+            },
+            false => None,
+        };
+        if partial {
+            let limit = size.unwrap_or(cap).min(cap);
+            match self
+                .store
+                .read_rest(&job.bucket, &job.name, opened.generation, limit, &mut data)
+                .await
+            {
+                Err(StoreError::NotFound) => return self.missing(job).await,
+                Err(StoreError::TooLarge { size, limit, .. }) => {
+                    return Err(StoreError::TooLarge { size, limit, why }.into())
+                }
+                result => result?,
+            }
+        }
+        self.metrics.observe("fetch", t.elapsed());
+        let info = match early {
+            Some(info) => info,
+            None => guarded("probe", || thumbd_engine::probe(&data, &settings.limits))?,
+        };
+        let estimate = guarded("estimate", || {
+            Ok(estimate(&info, &data, self.pool.request()))
+        })?;
         let t = Instant::now();
         let reservation = self.admission.reserve_engine(estimate.engine_bytes).await;
         let source = SourceRef {
             bucket: job.bucket.clone(),
             name: job.name.clone(),
-            generation: fetched.generation,
+            generation: opened.generation,
         };
         let queued = t.elapsed();
         let t = Instant::now();
-        let thumbs = self.pool.run(fetched.data).await??;
+        let thumbs = self.pool.run(data).await??;
         // Engine time includes the wait for a free thread; split the admission wait out.
         self.metrics.observe("queue", queued);
         self.metrics.observe("engine", t.elapsed());
@@ -206,17 +317,21 @@ impl<S: Store> Pipeline<S> {
         drop(input);
 
         let t = Instant::now();
-        let bucket = self
-            .settings
+        let bucket = settings
             .output_bucket
             .clone()
             .unwrap_or_else(|| job.bucket.clone());
         let mut outputs = Vec::with_capacity(thumbs.len());
         for thumb in &thumbs {
-            let key = output_key(&self.settings.output_prefix, &job.name, thumb);
+            let key = thumbnail_key(
+                &settings.output_prefix,
+                &job.name,
+                thumb.size,
+                thumb.format.extension(),
+            );
             match self
                 .store
-                .put(&bucket, &key, thumb, &source, &self.settings.cache_control)
+                .put(&bucket, &key, thumb, &source, &settings.cache_control)
                 .await?
             {
                 Put::Written => {}
@@ -232,6 +347,13 @@ impl<S: Store> Pipeline<S> {
                 bytes: thumb.data.len(),
             });
         }
+        self.store
+            .finish(
+                &bucket,
+                &thumbnails_folder(&settings.output_prefix, &job.name),
+                &source,
+            )
+            .await?;
         self.metrics.observe("write", t.elapsed());
         drop(slot);
 
@@ -257,14 +379,15 @@ impl<S: Store> Pipeline<S> {
 
 impl<S> Pipeline<S> {
     /// Applies [`decide`]: logs, counts, and publishes the failure event of a permanent
-    /// failure. Returns the fate for the source to carry out (ack or nack). If the failure
-    /// event cannot be published the message is nacked, so the failure is not lost either.
+    /// failure. Returns the fate for the source to carry out (ack or nack) and its reason. If
+    /// the failure event cannot be published the message is nacked, so the failure is not lost
+    /// either.
     pub async fn settle(
         &self,
         message_id: &str,
         job: Option<&Job>,
         result: &Result<Outcome, JobError>,
-    ) -> Fate {
+    ) -> (Fate, &'static str) {
         let decision = decide(result);
         let (bucket, name, generation) = job.map_or(("", "", None), |j| {
             (j.bucket.as_str(), j.name.as_str(), j.generation)
@@ -322,6 +445,6 @@ impl<S> Pipeline<S> {
             "event_publish"
         };
         self.metrics.settled(fate.as_str(), reason);
-        fate
+        (fate, reason)
     }
 }

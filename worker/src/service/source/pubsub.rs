@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 use crate::service::config::{Config, Tuning};
 use crate::service::fate::{Fate, JobError, Outcome, Skip};
 use crate::service::message::{self, Ignored};
+use crate::service::metrics::FateLabels;
 use crate::service::process::Pipeline;
 use crate::service::store::Store;
 use crate::service::WorkerError;
@@ -137,11 +138,38 @@ async fn handle_message<S: Store>(pipeline: &Pipeline<S>, message: Message, hand
         }
     };
     tracing::debug!(message_id = %message.message_id, attempt = ?handler.delivery_attempt(), "handled");
-    match pipeline
+    let (fate, reason) = pipeline
         .settle(&message.message_id, job.as_ref(), &result)
-        .await
-    {
-        Fate::Ack => handler.ack(),
-        Fate::Nack => handler.nack(),
+        .await;
+    match handler {
+        // Exactly-once: only a confirmed ack means the message will not come back, so a
+        // refused one is counted (the message is redelivered, and handled idempotently).
+        Handler::ExactlyOnce(h) => {
+            let confirmed = match fate {
+                Fate::Ack => h.confirmed_ack().await,
+                Fate::Nack => h.confirmed_nack().await,
+            };
+            match &confirmed {
+                Ok(()) => {
+                    tracing::debug!(message_id = %message.message_id, fate = fate.as_str(), "confirmed by the exactly-once subscription")
+                }
+                Err(_) => {}
+            }
+            if let Err(error) = confirmed {
+                tracing::warn!(message_id = %message.message_id, fate = fate.as_str(), %error, "not confirmed");
+                pipeline
+                    .metrics
+                    .ack_failures
+                    .get_or_create(&FateLabels {
+                        fate: fate.as_str(),
+                        reason,
+                    })
+                    .inc();
+            }
+        }
+        handler => match fate {
+            Fate::Ack => handler.ack(),
+            Fate::Nack => handler.nack(),
+        },
     }
 }

@@ -1,9 +1,12 @@
 //! The local source: a polling scan of `--watch DIR`, feeding the same pipeline as Pub/Sub.
 //!
-//! A file becomes a job once its size and modification time are unchanged across two scans
-//! (a file still being copied in is not picked up half-written), the way a bucket only
-//! notifies finished uploads. Its "generation" is its modification time; files whose
-//! thumbnails already record that generation are skipped, so a restart does not redo work.
+//! A file becomes a job once its size, times and inode are unchanged across two scans (a file
+//! still being copied in is not picked up half-written), the way a bucket only notifies
+//! finished uploads. Its "generation" is its ctime ([`file_generation`]); a file whose
+//! thumbnails record that generation and are all there is skipped, so a restart does not redo
+//! work, and a replaced file is redone whatever dates it carries. One job per file runs at a
+//! time: a file changed while its job runs is redone once that job ends. A file whose name is
+//! not UTF-8 cannot become an object name: it gets an `invalid_name` failure event.
 //! Polling rather than inotify: it works on every filesystem (network mounts, Docker volumes)
 //! and costs one `stat` per file per interval.
 
@@ -14,13 +17,41 @@ use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
-use crate::service::fate::Fate;
-use crate::service::message::Job;
+use crate::naming::thumbnail_key;
+use crate::service::fate::{Fate, JobError};
+use crate::service::message::{Job, Origin};
 use crate::service::process::Pipeline;
-use crate::service::store::{mtime_generation, DirStore};
+use crate::service::store::{dir::file_generation, DirStore};
 
-/// (size, generation) of a file as last seen.
-type Stamp = (u64, i64);
+/// A file as last seen: what changes when it is written or replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    size: u64,
+    mtime_ns: i64,
+    generation: i64,
+    inode: u64,
+}
+
+/// One file found by a scan.
+#[derive(Debug)]
+struct Found {
+    /// The relative name with `/`; lossy when `utf8` is false.
+    name: String,
+    utf8: bool,
+    stamp: Stamp,
+}
+
+/// Whether `name` at `generation` has every thumbnail the request asks for, recorded as made
+/// from that generation (a record alone is not enough: sizes may have been added since).
+fn already_done(pipeline: &Pipeline<DirStore>, name: &str, generation: i64) -> bool {
+    let store = &pipeline.store;
+    let request = pipeline.pool.request();
+    store.recorded_generation(name) == Some(generation)
+        && request.sizes.iter().all(|&size| {
+            let key = thumbnail_key("", name, size, request.format.extension());
+            store.output.join(key).is_file()
+        })
+}
 
 pub async fn run(
     pipeline: Arc<Pipeline<DirStore>>,
@@ -46,12 +77,13 @@ pub async fn run(
                 .await
                 .unwrap_or_default()
         };
-        for (name, stamp) in files {
-            let generation = stamp.1;
-            if done.get(&name) == Some(&generation) || running.get(&name) == Some(&generation) {
+        for Found { name, utf8, stamp } in files {
+            let generation = stamp.generation;
+            // One job per file at a time; a change meanwhile is seen after it ends.
+            if done.get(&name) == Some(&generation) || running.contains_key(&name) {
                 continue;
             }
-            if pipeline.store.recorded_generation(&name) == Some(generation) {
+            if utf8 && already_done(&pipeline, &name, generation) {
                 done.insert(name, generation);
                 continue;
             }
@@ -64,12 +96,18 @@ pub async fn run(
                 bucket: bucket.clone(),
                 name: name.clone(),
                 generation: Some(generation),
-                size: Some(stamp.0),
+                size: Some(stamp.size),
+                content_type: None,
+                origin: Origin::Notification,
             };
             tasks.spawn(async move {
                 pipeline.metrics.received.inc();
-                let result = pipeline.handle(&job).await;
-                let fate = pipeline.settle(&job.name, Some(&job), &result).await;
+                let result = if utf8 {
+                    pipeline.handle(&job).await
+                } else {
+                    Err(JobError::InvalidName(job.name.clone()))
+                };
+                let (fate, _) = pipeline.settle(&job.name, Some(&job), &result).await;
                 (name, generation, fate)
             });
         }
@@ -111,7 +149,7 @@ pub async fn run(
 
 /// Regular, non-hidden files under `dir` (relative names with `/`), skipping `out` when it
 /// lies inside `dir` (our own thumbnails) and temporary files.
-fn scan(dir: &Path, out: &Path) -> Vec<(String, Stamp)> {
+fn scan(dir: &Path, out: &Path) -> Vec<Found> {
     let out = out.canonicalize().unwrap_or_else(|_| out.to_path_buf());
     let mut files = Vec::new();
     let walker = walkdir::WalkDir::new(dir)
@@ -130,12 +168,20 @@ fn scan(dir: &Path, out: &Path) -> Vec<(String, Stamp)> {
         let Ok(rel) = entry.path().strip_prefix(dir) else {
             continue;
         };
+        let utf8 = rel.to_str().is_some();
         let name = rel
             .components()
             .map(|c| c.as_os_str().to_string_lossy())
             .collect::<Vec<_>>()
             .join("/");
-        files.push((name, (meta.len(), mtime_generation(&meta))));
+        use std::os::unix::fs::MetadataExt;
+        let stamp = Stamp {
+            size: meta.len(),
+            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            generation: file_generation(&meta),
+            inode: meta.ino(),
+        };
+        files.push(Found { name, utf8, stamp });
     }
     files
 }
@@ -155,7 +201,8 @@ mod tests {
         std::fs::write(root.join("thumbs/x.jpg/256.jpg"), b"1").unwrap();
         let files = scan(root, &root.join("thumbs"));
         assert_eq!(files.len(), 1, "{files:?}");
-        assert_eq!(files[0].0, "a/b/c.jpg");
-        assert_eq!(files[0].1 .0, 3);
+        assert_eq!(files[0].name, "a/b/c.jpg");
+        assert!(files[0].utf8);
+        assert_eq!(files[0].stamp.size, 3);
     }
 }
