@@ -51,7 +51,7 @@ pub struct ThumbnailArgs {
     #[command(flatten)]
     pub image: ImageArgs,
 
-    /// Worker threads [default: the CPUs this container may use (cgroup cpu.max aware)].
+    /// Worker threads [default: the CPUs this container may use (cgroup CPU quota aware)].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: Option<u32>,
 

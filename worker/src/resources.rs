@@ -1,9 +1,15 @@
-//! What the container really has: CPUs from cgroup v2 `cpu.max` (v1 `cfs_quota` as fallback)
-//! and memory from `memory.max`, falling back to the host. Thread pools and admission budgets
-//! are sized from these, never from the host's core count alone (a pod limited to 2 CPUs on a
-//! 64-core node must not start 64 threads).
+//! What the container really has. Thread pools and admission budgets are sized from these,
+//! never from the host alone: a pod limited to 2 CPUs on a 64-core node must not start 64
+//! threads, and a unit with `MemoryMax=512M` on a 24 GiB host must not budget 17 GiB.
+//!
+//! CPUs and memory come from the smallest limit between this process's own cgroup and the
+//! cgroup mount's root, found through `/proc/self/cgroup` and `/proc/self/mountinfo`, for v1,
+//! v2 and hybrids ([`cgroup`]); both are capped by the host (CPUs the scheduler gives the
+//! process, `MemTotal`).
 
-use std::path::Path;
+mod cgroup;
+
+use std::path::{Path, PathBuf};
 
 /// CPUs and memory available to this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,60 +21,89 @@ pub struct Resources {
 }
 
 impl Resources {
-    /// Reads the limits of the current cgroup (v2 first, then v1), capped by the host.
+    /// Reads the limits of this process's cgroups, capped by the host.
     pub fn detect() -> Self {
-        Self::detect_under(Path::new("/sys/fs/cgroup"))
+        Detection::current().resources
     }
+}
 
-    /// [`Resources::detect`] with a different cgroup mount, for tests.
-    pub fn detect_under(cgroup_root: &Path) -> Self {
-        let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let read = |name: &str| std::fs::read_to_string(cgroup_root.join(name)).ok();
-        let quota_cpus = read("cpu.max").and_then(|s| parse_cpu_max(&s)).or_else(|| {
-            let quota = read("cpu/cpu.cfs_quota_us")?;
-            let period = read("cpu/cpu.cfs_period_us")?;
-            parse_cfs(&quota, &period)
-        });
-        let cpus = quota_cpus.map_or(host_cpus, |q| q.min(host_cpus)).max(1);
-        let cgroup_memory = read("memory.max")
-            .and_then(|s| parse_memory_max(&s))
-            .or_else(|| read("memory/memory.limit_in_bytes").and_then(|s| parse_memory_max(&s)));
-        let host_memory = std::fs::read_to_string("/proc/meminfo")
-            .ok()
-            .and_then(|s| parse_meminfo_total(&s));
-        let memory_bytes = match (cgroup_memory, host_memory) {
-            (Some(c), Some(h)) => Some(c.min(h)),
-            (c, h) => c.or(h),
+/// [`Resources`] and where each figure came from, for the start-up log (a wrong limit is
+/// found faster when the log names the file it was read from).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detection {
+    pub resources: Resources,
+    pub cpus_source: Source,
+    pub memory_source: Source,
+}
+
+/// Where a figure of [`Resources`] came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A cgroup limit file.
+    Cgroup(PathBuf),
+    /// The host: `std::thread::available_parallelism` for CPUs, `/proc/meminfo` for memory.
+    Host,
+    /// Nothing reported one.
+    Unknown,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Cgroup(file) => write!(f, "{}", file.display()),
+            Source::Host => f.write_str("host"),
+            Source::Unknown => f.write_str("none"),
+        }
+    }
+}
+
+/// What the host offers, whatever the cgroups say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Host {
+    cpus: usize,
+    memory_bytes: Option<u64>,
+}
+
+impl Detection {
+    /// Reads this process's cgroups and the host.
+    pub fn current() -> Self {
+        let read = |path| std::fs::read_to_string(path).unwrap_or_default();
+        let host = Host {
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            memory_bytes: parse_meminfo_total(&read("/proc/meminfo")),
         };
-        Resources { cpus, memory_bytes }
+        Self::detect_from(
+            &read("/proc/self/cgroup"),
+            &read("/proc/self/mountinfo"),
+            Path::new("/"),
+            host,
+        )
     }
-}
 
-/// `cpu.max` is `"<quota> <period>"` or `"max <period>"` (unlimited).
-pub fn parse_cpu_max(contents: &str) -> Option<usize> {
-    let mut fields = contents.split_whitespace();
-    let quota = fields.next()?;
-    let period: u64 = fields.next()?.parse().ok()?;
-    if quota == "max" || period == 0 {
-        return None;
+    /// [`Detection::current`] from the contents of `/proc/self/cgroup` and
+    /// `/proc/self/mountinfo`, with the cgroup files under `fs_root` (for tests).
+    fn detect_from(proc_self_cgroup: &str, mountinfo: &str, fs_root: &Path, host: Host) -> Self {
+        let limits = cgroup::limits(proc_self_cgroup, mountinfo, fs_root);
+        // The cgroup is named when it binds, also when it equals the host's figure.
+        let (cpus, cpus_source) = match limits.cpus {
+            Some(c) if c.value <= host.cpus => (c.value, Source::Cgroup(c.file)),
+            _ => (host.cpus, Source::Host),
+        };
+        let (memory_bytes, memory_source) = match (limits.memory, host.memory_bytes) {
+            (Some(c), Some(h)) if c.value > h => (Some(h), Source::Host),
+            (Some(c), _) => (Some(c.value), Source::Cgroup(c.file)),
+            (None, Some(h)) => (Some(h), Source::Host),
+            (None, None) => (None, Source::Unknown),
+        };
+        Detection {
+            resources: Resources {
+                cpus: cpus.max(1),
+                memory_bytes,
+            },
+            cpus_source,
+            memory_source,
+        }
     }
-    let quota: u64 = quota.parse().ok()?;
-    Some(quota.div_ceil(period).max(1) as usize)
-}
-
-fn parse_cfs(quota: &str, period: &str) -> Option<usize> {
-    let quota: i64 = quota.trim().parse().ok()?;
-    let period: i64 = period.trim().parse().ok()?;
-    if quota <= 0 || period <= 0 {
-        return None;
-    }
-    Some(((quota + period - 1) / period).max(1) as usize)
-}
-
-/// `memory.max` is a byte count or `"max"`. cgroup v1 reports "unlimited" as a huge number.
-pub fn parse_memory_max(contents: &str) -> Option<u64> {
-    let value: u64 = contents.trim().parse().ok()?;
-    (value < (1 << 60)).then_some(value)
 }
 
 fn parse_meminfo_total(contents: &str) -> Option<u64> {
@@ -100,31 +135,70 @@ fn parse_status_kib(contents: &str, field: &str) -> Option<u64> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn cpu_max_quota_rounds_up() {
-        assert_eq!(parse_cpu_max("200000 100000\n"), Some(2));
-        assert_eq!(parse_cpu_max("150000 100000"), Some(2));
-        assert_eq!(parse_cpu_max("50000 100000"), Some(1));
-        assert_eq!(parse_cpu_max("max 100000"), None);
-        assert_eq!(parse_cpu_max("garbage"), None);
+    const CGROUP: &str = "0::/thumbd.service\n";
+    const MOUNTINFO: &str = "26 24 0:23 / /sys/fs/cgroup rw shared:9 - cgroup2 cgroup2 rw\n";
+
+    fn tree(cpu_max: &str, memory_max: &str) -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        let group = root.path().join("sys/fs/cgroup/thumbd.service");
+        std::fs::create_dir_all(&group).unwrap();
+        std::fs::write(group.join("cpu.max"), cpu_max).unwrap();
+        std::fs::write(group.join("memory.max"), memory_max).unwrap();
+        root
     }
 
     #[test]
-    fn memory_max_parses_bytes_and_max() {
-        assert_eq!(parse_memory_max("536870912\n"), Some(512 << 20));
-        assert_eq!(parse_memory_max("max\n"), None);
-        assert_eq!(parse_memory_max("9223372036854771712"), None);
+    fn the_cgroup_limits_bind_below_the_host() {
+        let root = tree("100000 100000\n", "268435456\n");
+        let host = Host {
+            cpus: 8,
+            memory_bytes: Some(16 << 30),
+        };
+        let d = Detection::detect_from(CGROUP, MOUNTINFO, root.path(), host);
+        assert_eq!(
+            d.resources,
+            Resources {
+                cpus: 1,
+                memory_bytes: Some(256 << 20)
+            }
+        );
+        let group = root.path().join("sys/fs/cgroup/thumbd.service");
+        assert_eq!(d.cpus_source, Source::Cgroup(group.join("cpu.max")));
+        assert_eq!(d.memory_source, Source::Cgroup(group.join("memory.max")));
+        assert_eq!(
+            d.memory_source.to_string(),
+            group.join("memory.max").display().to_string()
+        );
     }
 
     #[test]
-    fn detect_reads_a_cgroup_tree() {
-        let dir = std::env::temp_dir().join(format!("thumbd-cg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("cpu.max"), "100000 100000\n").unwrap();
-        std::fs::write(dir.join("memory.max"), "268435456\n").unwrap();
-        let r = Resources::detect_under(&dir);
-        std::fs::remove_dir_all(&dir).unwrap();
-        assert_eq!(r.cpus, 1);
-        assert_eq!(r.memory_bytes, Some(256 << 20));
+    fn the_host_caps_the_cgroup_limits() {
+        let root = tree("400000 100000\n", "68719476736\n");
+        let host = Host {
+            cpus: 2,
+            memory_bytes: Some(16 << 30),
+        };
+        let d = Detection::detect_from(CGROUP, MOUNTINFO, root.path(), host);
+        assert_eq!(
+            d.resources,
+            Resources {
+                cpus: 2,
+                memory_bytes: Some(16 << 30)
+            }
+        );
+        assert_eq!(
+            (d.cpus_source, d.memory_source),
+            (Source::Host, Source::Host)
+        );
+
+        let unlimited = tree("max 100000\n", "max\n");
+        let none = Host {
+            cpus: 2,
+            memory_bytes: None,
+        };
+        let d = Detection::detect_from(CGROUP, MOUNTINFO, unlimited.path(), none);
+        assert_eq!(d.resources.memory_bytes, None);
+        assert_eq!(d.memory_source.to_string(), "none");
+        assert_eq!(d.cpus_source.to_string(), "host");
     }
 }

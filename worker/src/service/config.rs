@@ -84,7 +84,8 @@ pub struct WorkerArgs {
     #[command(flatten)]
     pub image: ImageArgs,
 
-    /// Engine threads [default: the container's CPUs, cgroup cpu.max aware].
+    /// Engine threads [default: the container's CPUs, from the smallest cgroup CPU quota on
+    /// the way up from the process's group].
     #[arg(long, env = "THUMBD_THREADS", value_name = "N")]
     pub threads: Option<usize>,
 
@@ -92,9 +93,10 @@ pub struct WorkerArgs {
     #[arg(long, env = "THUMBD_QUEUE", value_name = "N")]
     pub queue: Option<usize>,
 
-    /// Memory the worker may use in total, in bytes [default: 70% of the cgroup memory.max or
-    /// of the host's memory]. Images are admitted against this minus the process floor, using
-    /// each image's header to estimate what the engine will hold for it.
+    /// Memory the worker may use in total, in bytes [default: 70% of the smallest cgroup memory
+    /// limit on the way up from the process's group, or of the host's memory]. Images are
+    /// admitted against this minus the process floor, using each image's header to estimate
+    /// what the engine will hold for it.
     #[arg(long, env = "THUMBD_MEMORY_BUDGET", value_name = "BYTES")]
     pub memory_budget: Option<u64>,
 

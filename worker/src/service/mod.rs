@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 use google_cloud_pubsub::client::Publisher;
 
-use crate::resources::Resources;
+use crate::resources::Detection;
 use config::{emulator_endpoint, Budget, Config, ConfigError, LogFormat, Source, WorkerArgs};
 use events::Events;
 use metrics::Metrics;
@@ -55,7 +55,8 @@ pub enum WorkerError {
 
 /// Validates, sets up logging, and runs until shutdown.
 pub fn run(args: WorkerArgs) -> Result<(), WorkerError> {
-    let resources = Resources::detect();
+    let detected = Detection::current();
+    let resources = detected.resources;
     let config = args.validate(resources)?;
     init_logging(config.log_format);
     // mimalloc's purge delay was set to 0 in `main` (both commands); the worker also turns
@@ -66,7 +67,9 @@ pub fn run(args: WorkerArgs) -> Result<(), WorkerError> {
     let t = config.tuning;
     tracing::info!(
         cpus = resources.cpus,
+        cpus_source = %detected.cpus_source,
         memory_limit = resources.memory_bytes,
+        memory_limit_source = %detected.memory_source,
         threads = t.threads,
         queue = t.queue,
         max_in_flight = t.max_in_flight,
