@@ -498,6 +498,7 @@ step_workload_identity() {
 }
 
 # The kustomize overlay of this project: the base deploy/gke with its placeholders replaced.
+# IMAGE_REF is the image's `digest: sha256:…` (or `newTag: TAG` when it cannot be read).
 overlay_yaml() {
   cat <<EOF
 # Written by deploy/setup.sh for project $PROJECT in $REGION (rewritten on each run):
@@ -519,10 +520,10 @@ configMapGenerator:
 images:
   - name: thumbd
     newName: $IMAGE_NAME
-    newTag: $IMAGE_TAG
+    $IMAGE_REF
   - name: REGION-docker.pkg.dev/PROJECT_ID/thumbd/thumbd
     newName: $IMAGE_NAME
-    newTag: $IMAGE_TAG
+    $IMAGE_REF
 patches:
   - patch: |-
       apiVersion: v1
@@ -537,7 +538,16 @@ EOF
 
 step_overlay() {
   begin_step overlay "kustomize overlay $OVERLAY_DIR (gitignored), checked by rendering it"
-  local file=$OVERLAY_DIR/kustomization.yaml
+  # The pods run the image by digest: exactly the one built, whatever the tag points to later.
+  local digest file=$OVERLAY_DIR/kustomization.yaml rendered
+  if ((CREDENTIALS || DRY_RUN)); then
+    query digest sha256:IMAGE_DIGEST gcloud artifacts docker images describe "$IMAGE" \
+      --project="$PROJECT" --format='value(image_summary.digest)'
+    IMAGE_REF="digest: $digest"
+  else
+    say "# credentials disabled: the image is named by its tag"
+    IMAGE_REF="newTag: $IMAGE_TAG"
+  fi
   LAST_COMMAND="writing $file"
   say "mkdir -p $OVERLAY_DIR && cat >$file <<'EOF'"
   overlay_yaml >&3
@@ -546,10 +556,11 @@ step_overlay() {
     mkdir -p "$OVERLAY_DIR"
     overlay_yaml >"$file"
   fi
-  # Rendered offline; a placeholder left over means the base has a name this overlay misses.
-  local rendered
+  # Rendered offline. A placeholder left in an image, a ConfigMap value or the Workload
+  # Identity annotation means deploy/gke has a name this overlay does not set.
   query rendered "" kubectl kustomize "$OVERLAY_DIR"
-  if grep -nE 'PROJECT_ID|REGION-docker' <<<"$rendered" >&2; then
+  if grep -nE '^ *(- )?(image|[A-Z_]+|iam\.gke\.io/gcp-service-account): .*(PROJECT_ID|REGION-docker)' \
+    <<<"$rendered" >&2; then
     die "the rendered overlay still holds placeholders (above): deploy/gke has a name setup.sh does not set"
   fi
 }
