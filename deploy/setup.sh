@@ -119,7 +119,7 @@ look() {
   _look_output=$("$@" 2>/dev/null) || return
   printf -v "$_look_var" '%s' "$_look_output"
 }
-exists() { look _ "$@"; }
+exists() { look _exists_output "$@"; }
 
 # A read-only query: sets the variable NAME to the command's output (to PLACEHOLDER in a dry
 # run); fails if the command fails.
@@ -261,7 +261,7 @@ preflight() {
     stop "gke-gcloud-auth-plugin is not installed (gcloud components install gke-gcloud-auth-plugin)"
   fi
 
-  local disabled
+  local disabled account=""
   disabled=$(gcloud config get auth/disable_credentials 2>/dev/null || true)
   if [[ ${disabled,,} =~ ^(1|true|yes|on|y)$ ]]; then
     CREDENTIALS=0
@@ -269,7 +269,6 @@ preflight() {
       "only emulators, through CLOUDSDK_API_ENDPOINT_OVERRIDES_*, will answer"
   else
     CREDENTIALS=1
-    local account
     account=$(gcloud auth list --filter=status:ACTIVE --format='value(account)' 2>/dev/null || true)
     [[ -n $account ]] ||
       stop "gcloud has no active account: run 'gcloud auth login' first (nothing was created)"
