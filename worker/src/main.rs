@@ -8,7 +8,19 @@ use thumbd::cli::{Cli, Command};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A pod's log is read line by line: a worker's bad flag or THUMBD_* value (say, from
+        // a ConfigMap) is one line and exit code 2, as the worker's own checks report.
+        Err(err) if err.use_stderr() && std::env::args().nth(1).as_deref() == Some("worker") => {
+            eprintln!(
+                "thumbd worker: invalid configuration: {}",
+                one_line(&err.render().to_string())
+            );
+            return ExitCode::from(2);
+        }
+        Err(err) => err.exit(),
+    };
     // Freed decode buffers go back to the OS at once (see `alloc.rs` for the measurements).
     thumbd::alloc::purge_promptly();
     let result = match cli.command {
@@ -29,4 +41,16 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// clap's multi-line error as one line, without its "error:" label and "--help" hint.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim_start_matches("error: ")
+        .to_string()
 }

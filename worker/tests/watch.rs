@@ -145,6 +145,35 @@ fn a_watched_folder_gets_thumbnails_and_json_events() {
     assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
 }
 
+/// What a ConfigMap with one bad value does: exit 2 at once with one readable line on stderr.
+#[test]
+fn a_bad_environment_value_exits_2_with_one_line() {
+    for (var, value, needle) in [
+        ("THUMBD_SIZE", "0", "0 is not in 1..=8192"),
+        ("THUMBD_FORMAT", "gif", "possible values: jpeg, png, webp"),
+        ("THUMBD_SUBSCRIPTION", "thumbd-work", "projects/PROJECT/subscriptions/NAME"),
+        ("THUMBD_SOURCE_BUCKETS", "Uploads!", "not a valid bucket name"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_thumbd"))
+            .arg("worker")
+            .env("THUMBD_SUBSCRIPTION", "projects/p/subscriptions/thumbd-work")
+            .env("THUMBD_LOG_FORMAT", "json")
+            .env(var, value)
+            .env_remove("PUBSUB_EMULATOR_HOST")
+            .env_remove("STORAGE_EMULATOR_HOST")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        eprintln!("{var}={value}: {stderr}");
+        assert_eq!(out.status.code(), Some(2), "{var}={value}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{var}={value}: {stderr}");
+        assert!(
+            stderr.starts_with("thumbd worker: invalid configuration: ") && stderr.contains(needle),
+            "{var}={value}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn bad_configuration_exits_2_with_a_message_before_any_client() {
     for (args, needle) in [
