@@ -77,7 +77,11 @@ fn ns_pids(pid: u32) -> Vec<u32> {
     status
         .lines()
         .find_map(|line| line.strip_prefix("NSpid:"))
-        .map(|pids| pids.split_whitespace().filter_map(|p| p.parse().ok()).collect())
+        .map(|pids| {
+            pids.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -112,11 +116,18 @@ fn start_as_pid1(program: &Path, args: &[&str], stderr: Stdio) -> (Namespace, u3
             let pids = ns_pids(init);
             // Until the child has exec'd, it may still show the parent's namespace only.
             if pids.len() >= 2 {
-                assert_eq!(pids.last(), Some(&1), "not PID 1 in its namespace: {pids:?}");
+                assert_eq!(
+                    pids.last(),
+                    Some(&1),
+                    "not PID 1 in its namespace: {pids:?}"
+                );
                 return (namespace, init);
             }
         }
-        assert!(Instant::now() < deadline, "no PID 1 under unshare after 10 s");
+        assert!(
+            Instant::now() < deadline,
+            "no PID 1 under unshare after 10 s"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -192,7 +203,11 @@ fn worker_as_pid1_stops_on(signal_name: &str) {
     let serving = wait_for("serving", 30);
     let addr = serving["fields"]["addr"].as_str().unwrap().to_string();
     wait_for("watching", 30);
-    assert_eq!(http_status(&addr, "/readyz"), Some(200), "/readyz at {addr}");
+    assert_eq!(
+        http_status(&addr, "/readyz"),
+        Some(200),
+        "/readyz at {addr}"
+    );
 
     signal(pid, signal_name).unwrap();
     let start = Instant::now();
@@ -208,7 +223,10 @@ fn worker_as_pid1_stops_on(signal_name: &str) {
         std::thread::sleep(Duration::from_millis(20));
     };
     // `unshare --fork` exits with its child's status (or dies of the same signal).
-    assert!(status.success(), "PID 1 exited with {status} after SIG{signal_name}");
+    assert!(
+        status.success(),
+        "PID 1 exited with {status} after SIG{signal_name}"
+    );
     eprintln!(
         "pid1: SIG{signal_name} -> 'stopped' and exit 0 in {} ms",
         start.elapsed().as_millis()
