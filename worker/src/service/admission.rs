@@ -149,6 +149,11 @@ impl Admission {
         self.engine.reserve(bytes, &self.metrics).await
     }
 
+    /// The whole engine pool: the most one image's engine reservation can be.
+    pub fn engine_pool_bytes(&self) -> u64 {
+        u64::from(self.engine.units) * UNIT
+    }
+
     /// Input-pool bytes not currently reserved (for tests and logs).
     pub fn available_input(&self) -> u64 {
         self.input.available()
@@ -191,6 +196,7 @@ mod tests {
         let r = admission.reserve_engine(u64::MAX / 2).await;
         assert_eq!(admission.available_engine(), 0);
         assert_eq!(r.bytes(), 1024 * 1024);
+        assert_eq!(admission.engine_pool_bytes(), 1024 * 1024);
         drop(r);
         assert_eq!(admission.available_engine(), 1024 * 1024);
     }

@@ -50,6 +50,9 @@ pub enum JobError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Image(#[from] thumbd_engine::Error),
+    /// The decode needs more than the whole engine pool: it cannot run within this pod's budget.
+    #[error("decoding needs {needed} bytes, more than this pod's engine pool of {pool} bytes")]
+    TooLargeForPod { needed: u64, pool: u64 },
     #[error("publishing the event failed: {0}")]
     Event(String),
     #[error("shutting down before the work was done")]
@@ -78,7 +81,7 @@ impl JobError {
         match self {
             JobError::Store(e) => e.is_transient(),
             JobError::Event(_) | JobError::ShuttingDown => true,
-            JobError::Malformed(_) | JobError::Image(_) => false,
+            JobError::Malformed(_) | JobError::Image(_) | JobError::TooLargeForPod { .. } => false,
         }
     }
 
@@ -99,6 +102,7 @@ impl JobError {
             JobError::Store(StoreError::Refused(_)) => "storage_refused",
             JobError::Store(StoreError::Unavailable(_)) => "storage_unavailable",
             JobError::Image(e) => e.kind().as_str(),
+            JobError::TooLargeForPod { .. } => "too_large_for_pod",
             JobError::Event(_) => "event_publish",
             JobError::ShuttingDown => "shutdown",
         }
@@ -164,6 +168,18 @@ mod tests {
             }
         );
         assert_eq!(decide(&Err(JobError::Event("x".into()))).fate, Fate::Nack);
+        let too_large = Err(JobError::TooLargeForPod {
+            needed: 900 << 20,
+            pool: 100 << 20,
+        });
+        assert_eq!(
+            decide(&too_large),
+            Decision {
+                fate: Fate::Ack,
+                reason: "too_large_for_pod",
+                failure_event: true
+            }
+        );
         assert_eq!(
             decide(&Ok(Outcome::Skipped(Skip::Superseded))),
             Decision {
