@@ -3,8 +3,8 @@
 /// Why an image could not be turned into thumbnails.
 ///
 /// Each variant maps to a stable [`ErrorKind`] string (used in `--json` output and by the
-/// worker to decide a message's fate). None of these is retryable: the same bytes give the
-/// same error.
+/// worker to decide a message's fate). None of these is retryable, the same bytes giving the
+/// same error, except [`Error::OverBudget`]: it depends on the caller's decode allowance.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -27,6 +27,15 @@ pub enum Error {
         pixels: u64,
         /// The limit that was exceeded.
         limit: u64,
+    },
+    /// The decode would hold more bytes than [`crate::Limits::max_decode_bytes`] allows; refused
+    /// before the large allocation. The same call with an allowance of at least `needed` goes on.
+    #[error("decoding needs {needed} bytes, over the allowance of {allowed} bytes")]
+    OverBudget {
+        /// Bytes the decode path needs at its peak.
+        needed: u64,
+        /// The allowance it exceeds.
+        allowed: u64,
     },
     /// Not a format the engine decodes (sniffed from the magic bytes).
     #[error("unsupported input: {0}")]
@@ -71,6 +80,8 @@ pub enum ErrorKind {
     InputTooLarge,
     /// See [`Error::TooManyPixels`].
     TooManyPixels,
+    /// See [`Error::OverBudget`].
+    OverBudget,
     /// See [`Error::Unsupported`].
     Unsupported,
     /// See [`Error::Truncated`].
@@ -91,6 +102,7 @@ impl ErrorKind {
         match self {
             ErrorKind::InputTooLarge => "input_too_large",
             ErrorKind::TooManyPixels => "too_many_pixels",
+            ErrorKind::OverBudget => "over_budget",
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Truncated => "truncated",
             ErrorKind::Corrupt => "corrupt",
@@ -113,6 +125,7 @@ impl Error {
         match self {
             Error::InputTooLarge { .. } => ErrorKind::InputTooLarge,
             Error::TooManyPixels { .. } => ErrorKind::TooManyPixels,
+            Error::OverBudget { .. } => ErrorKind::OverBudget,
             Error::Unsupported(_) => ErrorKind::Unsupported,
             Error::Truncated { .. } => ErrorKind::Truncated,
             Error::Corrupt { .. } => ErrorKind::Corrupt,

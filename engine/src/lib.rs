@@ -59,6 +59,8 @@ pub use resize::plan;
 ///
 /// Outputs come back in the order of `request.sizes`. A panic inside a decoder or encoder is
 /// caught and reported as [`Error::Internal`], so one hostile file cannot take down a batch.
+/// With [`Limits::max_decode_bytes`] set, a decode path that needs more is refused with
+/// [`Error::OverBudget`] before it allocates.
 pub fn thumbnail(data: &[u8], request: &Request, limits: &Limits) -> Result<Vec<Thumbnail>, Error> {
     request.validate(limits)?;
     match catch_unwind(AssertUnwindSafe(|| run(data, request, limits))) {
@@ -88,7 +90,7 @@ fn run(data: &[u8], request: &Request, limits: &Limits) -> Result<Vec<Thumbnail>
         .max_by_key(|(w, h)| u64::from(*w) * u64::from(*h))
         .expect("validated: at least one size");
     let shrink = resize::shrink_for(&info, largest);
-    let decoded = decode::decode(data, &info, shrink)?;
+    let decoded = decode::decode(data, &info, shrink, limits)?;
 
     let mut thumbnails = Vec::with_capacity(targets.len());
     for (&size, &target) in request.sizes.iter().zip(&targets) {

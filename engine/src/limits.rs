@@ -10,6 +10,13 @@ pub struct Limits {
     pub max_input_bytes: u64,
     /// Largest accepted requested thumbnail side, in pixels. Default 8192.
     pub max_output_dimension: u32,
+    /// Most bytes one decode may hold at once (pixels and decoder buffers, as
+    /// [`crate::stages::decode_bytes`] bounds them), checked before each decode path allocates:
+    /// a path that needs more (such as the full-size decode a JPEG falls back to when the
+    /// reduced decoder declines damage its header check cannot see) is refused with
+    /// [`crate::Error::OverBudget`]. For callers that reserve memory per image. Default
+    /// `u64::MAX`: no allowance.
+    pub max_decode_bytes: u64,
 }
 
 impl Default for Limits {
@@ -18,6 +25,7 @@ impl Default for Limits {
             max_pixels: 100_000_000,
             max_input_bytes: 256 * 1024 * 1024,
             max_output_dimension: 8192,
+            max_decode_bytes: u64::MAX,
         }
     }
 }
@@ -32,6 +40,22 @@ impl Limits {
                 height,
                 pixels,
                 limit: self.max_pixels,
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses a decode path whose bytes (`needed`, computed only when there is an allowance)
+    /// exceed [`Limits::max_decode_bytes`], before the path allocates.
+    pub(crate) fn afford_decode(&self, needed: impl FnOnce() -> u64) -> Result<(), crate::Error> {
+        if self.max_decode_bytes == u64::MAX {
+            return Ok(());
+        }
+        let needed = needed();
+        if needed > self.max_decode_bytes {
+            return Err(crate::Error::OverBudget {
+                needed,
+                allowed: self.max_decode_bytes,
             });
         }
         Ok(())

@@ -58,12 +58,12 @@ impl ImageInfo {
         u64::from(self.width) * u64::from(self.height)
     }
 
-    /// Upper bound of the bytes a decode of this image holds at once (decoded pixels at
-    /// 4 bytes each plus decoder scratch), for admission control. The engine's shrink-on-load
-    /// often needs far less; this errs on the safe side.
+    /// Upper bound of the bytes a full-size decode of this image holds at once, from the
+    /// header alone: the decoded pixels, decoder rows, and for a JPEG every coefficient (as a
+    /// progressive file needs). The engine's shrink-on-load often needs far less;
+    /// [`crate::stages::decode_bytes`] reads the scan layout and the path for a tighter bound.
     pub fn decode_budget_bytes(&self) -> u64 {
-        // 4 bytes/pixel for the widest layout, plus ~1.5 bytes/pixel of decoder planes.
-        self.pixels() * 11 / 2 + 1024 * 1024
+        crate::decode::full_decode_bytes(self)
     }
 }
 

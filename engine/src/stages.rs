@@ -2,7 +2,11 @@
 //! [`crate::thumbnail`] is the API for everything else.
 
 use crate::bitmap::Bitmap;
-use crate::{color, decode, encode, resize, Error, Filter, Fit, ImageInfo, OutputFormat, Request};
+use crate::{
+    color, decode, encode, resize, Error, Filter, Fit, ImageInfo, Limits, OutputFormat, Request,
+};
+
+pub use crate::decode::DecodeBytes;
 
 /// Decoded (possibly shrunk-on-load) pixels in the file's own colour space.
 #[derive(Debug, Clone)]
@@ -45,9 +49,17 @@ pub fn jpeg_reduced_decode_expected(data: &[u8], info: &ImageInfo) -> bool {
     decode::jpeg_reduced_decode_expected(data, info)
 }
 
+/// The bytes a decode of `data` (probed as `info`) with shrink-on-load factor `shrink` holds at
+/// its peak, on the path it plans and at full size, read from the headers (a JPEG's up to its
+/// first scan) without decoding: the bounds [`Limits::max_decode_bytes`] is checked against,
+/// for admission estimates.
+pub fn decode_bytes(data: &[u8], info: &ImageInfo, shrink: u32) -> DecodeBytes {
+    decode::decode_bytes(data, info, shrink)
+}
+
 /// Stage 1: decode, reducing by up to `shrink` while decoding where the format allows.
 pub fn decode(data: &[u8], info: &ImageInfo, shrink: u32) -> Result<Pixels, Error> {
-    let decoded = decode::decode(data, info, shrink)?;
+    let decoded = decode::decode(data, info, shrink, &Limits::default())?;
     Ok(Pixels {
         bitmap: decoded.bitmap,
         icc: decoded.icc,

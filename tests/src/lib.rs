@@ -238,6 +238,29 @@ pub fn oriented((w, h): (u32, u32), orientation: u32) -> (u32, u32) {
     }
 }
 
+/// A committed progressive JPEG that passes the engine's header check
+/// (`stages::jpeg_reduced_decode_expected`) and is then declined by its reduced decoder at
+/// decode time: `lomiri16_Wine_by_Jakkub_Mede.jpg` (2560×3837) with its first scan, a DC first
+/// pass, repeated right after itself. The header check does not judge the order of progressive
+/// scans; the reduced decoder refuses a DC first pass twice, so the engine falls back to a
+/// full-size decode (zune-jpeg decodes the repeat as the same coefficients again).
+pub fn jpeg_declined_at_decode_time() -> Vec<u8> {
+    let data = std::fs::read(corpus_dir().join("lomiri16_Wine_by_Jakkub_Mede.jpg"))
+        .expect("committed corpus file");
+    // Walk the marker segments to the first SOS (FF DA).
+    let mut start = 2;
+    while data[start + 1] != 0xDA {
+        start += 2 + usize::from(u16::from_be_bytes([data[start + 2], data[start + 3]]));
+    }
+    // The scan header, then entropy-coded data up to the next marker that is not a stuffed
+    // byte (FF 00) or a restart marker.
+    let mut end = start + 2 + usize::from(u16::from_be_bytes([data[start + 2], data[start + 3]]));
+    while data[end] != 0xFF || matches!(data[end + 1], 0x00 | 0xD0..=0xD7) {
+        end += 1;
+    }
+    [&data[..end], &data[start..end], &data[end..]].concat()
+}
+
 /// Decodes an encoded image independently of the engine's own decoders: JPEG with
 /// `jpeg-decoder` (not zune-jpeg, which the engine uses and which misreads non-interleaved
 /// baseline JPEG, see `corpus::jpeg_output_decodes_with_zune_jpeg`), PNG and WebP with the

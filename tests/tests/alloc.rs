@@ -3,13 +3,16 @@
 //! pixels with a typed `too_many_pixels` while allocating only a little beyond the input.
 //!
 //! Memory only: no timing assertions (they flake on a loaded 2-core CI machine).
-//! One `#[test]` runs every case in turn, because the counter is process-wide and the test
-//! harness would otherwise run cases on parallel threads.
+//! Each `#[test]` holds [`MEASURING`] while it runs its cases in turn, because the counter is
+//! process-wide and the test harness would otherwise run tests on parallel threads.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
-use thumbd_engine::{thumbnail, ErrorKind, Limits, Request};
+use thumbd_engine::{
+    plan, probe, stages, thumbnail, Error, ErrorKind, InputFormat, Limits, Request,
+};
 
 struct Counting;
 
@@ -55,6 +58,15 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// Held by each test while it measures: one measurement at a time in the process.
+static MEASURING: Mutex<()> = Mutex::new(());
+
+fn measuring() -> MutexGuard<'static, ()> {
+    MEASURING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Peak bytes allocated while `f` runs, above what was live when it started.
 fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
     let base = LIVE.load(Ordering::SeqCst);
@@ -96,6 +108,7 @@ fn jpeg_header(w: u16, h: u16) -> Vec<u8> {
 
 #[test]
 fn hostile_dimensions_are_refused_before_allocation() {
+    let _one_at_a_time = measuring();
     // The instrument works: a 16 MiB buffer shows up in the peak.
     let (_, control) = peak_during(|| std::hint::black_box(vec![1u8; 16 << 20]).len());
     assert!(
@@ -172,4 +185,95 @@ fn hostile_dimensions_are_refused_before_allocation() {
         "a full decode allocated only {peak} bytes"
     );
     println!("pil_itxt_chunks.png decoded: peak {peak} bytes");
+}
+
+/// What a decode may allocate beyond the bounds of `stages::decode_bytes`, which count pixels
+/// and decoder buffers: headers, tables, ICC and EXIF copies (the worker's estimate adds 2 MiB
+/// per image for these).
+const DECODE_STATE: u64 = 2 << 20;
+
+#[test]
+fn decodes_stay_within_their_bounds_and_an_allowance_refuses_before_allocating() {
+    let _one_at_a_time = measuring();
+    // A JPEG the reduced decoder declines at decode time, with an allowance for the reduced
+    // decode: refused once that decode has declined, before the full-size one allocates.
+    let data = thumbd_tests::jpeg_declined_at_decode_time();
+    let info = probe(&data, &Limits::default()).unwrap();
+    let request = Request {
+        sizes: vec![256],
+        ..Request::default()
+    };
+    let target = plan(info.width, info.height, 256, request.fit);
+    let bytes = stages::decode_bytes(&data, &info, stages::shrink_on_load_factor(&info, target));
+    let within = Limits {
+        max_decode_bytes: bytes.planned,
+        ..Limits::default()
+    };
+    let (result, peak) = peak_during(|| thumbnail(&data, &request, &within));
+    assert!(
+        matches!(result, Err(Error::OverBudget { needed, .. }) if needed == bytes.full),
+        "{result:?}"
+    );
+    println!(
+        "declined at decode time: peak {peak} bytes within {} (full size: {})",
+        bytes.planned, bytes.full
+    );
+    assert!(peak as u64 <= bytes.planned + DECODE_STATE, "peak {peak}");
+    // The full-size decode it refused holds no more than the `needed` it reported.
+    let (decoded, full_peak) = peak_during(|| stages::decode(&data, &info, 1));
+    assert!(decoded.is_ok(), "{:?}", decoded.err());
+    println!("its full-size decode: peak {full_peak} bytes");
+    assert!(
+        full_peak as u64 <= bytes.full,
+        "peak {full_peak} > {}",
+        bytes.full
+    );
+
+    // Every committed file that decodes, at the shrink of a 256 px thumbnail and at full size:
+    // the decode's peak is within its bound (the full-size one where the reduced decoder
+    // declines: files cut before their scans).
+    let mut worst = (0.0f64, String::new());
+    let mut over = Vec::new();
+    for entry in thumbd_tests::manifest() {
+        let data = std::fs::read(entry.path()).unwrap();
+        let Ok(info) = probe(&data, &Limits::default()) else {
+            continue;
+        };
+        let target = plan(info.width, info.height, 256, request.fit);
+        for shrink in [stages::shrink_on_load_factor(&info, target), 1] {
+            let bytes = stages::decode_bytes(&data, &info, shrink);
+            let bound = if info.format == InputFormat::Jpeg
+                && !stages::jpeg_reduced_decode_expected(&data, &info)
+            {
+                bytes.planned.max(bytes.full)
+            } else {
+                bytes.planned
+            };
+            let (result, peak) = peak_during(|| stages::decode(&data, &info, shrink));
+            if result.is_err() {
+                continue;
+            }
+            // Largest share of the bound, among decodes large enough for the fixed state not
+            // to dominate.
+            let ratio = peak as f64 / bound as f64;
+            if bound > DECODE_STATE && ratio > worst.0 {
+                worst = (ratio, format!("{} at shrink {shrink}", entry.file));
+            }
+            if peak as u64 > bound + DECODE_STATE {
+                over.push(format!(
+                    "{} at shrink {shrink}: {peak} > {bound}",
+                    entry.file
+                ));
+            }
+        }
+    }
+    println!(
+        "largest decode peak / bound over {DECODE_STATE} bytes: {:.2} ({})",
+        worst.0, worst.1
+    );
+    assert!(
+        over.is_empty(),
+        "decodes over their bound:\n{}",
+        over.join("\n")
+    );
 }

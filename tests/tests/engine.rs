@@ -6,7 +6,9 @@
 //! - `quality`: thumbnails agree with vipsthumbnail's stored references (size ±1 px, PSNR);
 //! - `plan`: property tests of the resize plan;
 //! - `bad_input`: typed errors for empty, mislabelled, oversized, invalid requests, and a
-//!   deterministic truncation / bit-flip sweep that must never panic.
+//!   deterministic truncation / bit-flip sweep that must never panic;
+//! - `allowance`: a decode allowance refuses each decode path over its bound, the full-size
+//!   fallback of a JPEG the reduced decoder declines at decode time included.
 
 use thumbd_engine::{thumbnail, Error, ErrorKind, Fit, Limits, OutputFormat, Request};
 
@@ -800,5 +802,100 @@ mod bad_input {
             failures.len(),
             failures.join("\n")
         );
+    }
+}
+
+/// The decode allowance (`Limits::max_decode_bytes`): each decode path is checked against its
+/// bound before it allocates, the full-size fallback the header check cannot foresee included.
+mod allowance {
+    use super::*;
+    use thumbd_engine::stages::{self, DecodeBytes};
+    use thumbd_engine::{plan, probe, ImageInfo};
+    use thumbd_tests::{corpus_dir, jpeg_declined_at_decode_time};
+
+    fn within(bytes: u64) -> Limits {
+        Limits {
+            max_decode_bytes: bytes,
+            ..Limits::default()
+        }
+    }
+
+    fn request(size: u32) -> Request {
+        Request {
+            sizes: vec![size],
+            ..Request::default()
+        }
+    }
+
+    /// The bounds of the decode `thumbnail` makes of `data` for `request`.
+    fn bounds(data: &[u8], request: &Request) -> (ImageInfo, DecodeBytes) {
+        let info = probe(data, &Limits::default()).unwrap();
+        let target = plan(info.width, info.height, request.sizes[0], request.fit);
+        let shrink = stages::shrink_on_load_factor(&info, target);
+        (info, stages::decode_bytes(data, &info, shrink))
+    }
+
+    #[test]
+    fn a_full_size_fallback_the_header_check_cannot_see_is_refused_over_budget() {
+        let data = jpeg_declined_at_decode_time();
+        let request = request(256);
+        let (info, bytes) = bounds(&data, &request);
+        assert!(stages::jpeg_reduced_decode_expected(&data, &info));
+        assert!(
+            stages::decode_jpeg_reduced(&data, &info, 8).is_err(),
+            "the reduced decoder must decline the repeated DC first pass"
+        );
+        // Within what the reduced decode needs: refused when the fallback comes, with what the
+        // full-size decode needs.
+        match thumbnail(&data, &request, &within(bytes.planned)) {
+            Err(Error::OverBudget { needed, allowed }) => {
+                assert_eq!(allowed, bytes.planned);
+                assert_eq!(needed, bytes.full);
+                assert!(needed >= info.pixels() * 3, "{needed}");
+                assert!(needed > 20 * allowed, "{needed} vs {allowed}");
+            }
+            other => panic!("expected over_budget, got {}", kind_of(&other)),
+        }
+        // With that much, the same thumbnails as without an allowance.
+        let unlimited = thumbnail(&data, &request, &Limits::default()).unwrap();
+        let within_needed = thumbnail(&data, &request, &within(bytes.full)).unwrap();
+        assert_eq!(within_needed, unlimited);
+        assert_eq!(ErrorKind::OverBudget.as_str(), "over_budget");
+    }
+
+    #[test]
+    fn every_decode_path_is_checked_against_its_bound() {
+        for (file, size, path) in [
+            (
+                "plasma_PastelHills_3200x2000.jpg",
+                256,
+                "baseline JPEG, reduced",
+            ),
+            (
+                "lomiri16_Wine_by_Jakkub_Mede.jpg",
+                512,
+                "progressive JPEG, reduced",
+            ),
+            ("plasma_PastelHills_3200x2000.jpg", 2048, "JPEG full size"),
+            ("plasma_FlyingKonqui_2560x1600.png", 256, "PNG row shrink"),
+            ("go_benchRGB-interlace.png", 64, "interlaced PNG"),
+            ("pil_exif.png", 512, "PNG full size"),
+        ] {
+            let data = std::fs::read(corpus_dir().join(file)).unwrap();
+            let request = request(size);
+            let (_, bytes) = bounds(&data, &request);
+            let result = thumbnail(&data, &request, &within(bytes.planned - 1));
+            assert!(
+                matches!(
+                    result,
+                    Err(Error::OverBudget { needed, allowed })
+                        if needed == bytes.planned && allowed == bytes.planned - 1
+                ),
+                "{path} ({file}): {}",
+                kind_of(&result)
+            );
+            let result = thumbnail(&data, &request, &within(bytes.planned));
+            assert!(result.is_ok(), "{path} ({file}): {}", kind_of(&result));
+        }
     }
 }

@@ -151,12 +151,23 @@ fn a_bad_environment_value_exits_2_with_one_line() {
     for (var, value, needle) in [
         ("THUMBD_SIZE", "0", "0 is not in 1..=8192"),
         ("THUMBD_FORMAT", "gif", "possible values: jpeg, png, webp"),
-        ("THUMBD_SUBSCRIPTION", "thumbd-work", "projects/PROJECT/subscriptions/NAME"),
-        ("THUMBD_SOURCE_BUCKETS", "Uploads!", "not a valid bucket name"),
+        (
+            "THUMBD_SUBSCRIPTION",
+            "thumbd-work",
+            "projects/PROJECT/subscriptions/NAME",
+        ),
+        (
+            "THUMBD_SOURCE_BUCKETS",
+            "Uploads!",
+            "not a valid bucket name",
+        ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_thumbd"))
             .arg("worker")
-            .env("THUMBD_SUBSCRIPTION", "projects/p/subscriptions/thumbd-work")
+            .env(
+                "THUMBD_SUBSCRIPTION",
+                "projects/p/subscriptions/thumbd-work",
+            )
             .env("THUMBD_LOG_FORMAT", "json")
             .env(var, value)
             .env_remove("PUBSUB_EMULATOR_HOST")
@@ -171,6 +182,102 @@ fn a_bad_environment_value_exits_2_with_one_line() {
             stderr.starts_with("thumbd worker: invalid configuration: ") && stderr.contains(needle),
             "{var}={value}: {stderr}"
         );
+    }
+}
+
+/// Reads JSON lines from `pipe` into a channel, on a thread of its own.
+fn json_lines(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<Value> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(serde_json::from_str(&line).expect("JSON lines"));
+        }
+    });
+    rx
+}
+
+/// A JPEG whose reduced decode the engine declines only at decode time (damage the header
+/// check cannot see) needs a full-size decode, far beyond its reservation for the reduced one:
+/// the engine refuses it within the reservation, and the worker grows the reservation (a log
+/// line) and makes the thumbnails, or, when the decode needs more than the whole engine pool,
+/// fails the image as `too_large_for_pod`.
+#[test]
+fn a_decode_declined_at_reduced_scale_grows_its_reservation_or_is_too_large_for_the_pod() {
+    let data = thumbd_tests::jpeg_declined_at_decode_time();
+    let info = thumbd_engine::probe(&data, &Limits::default()).unwrap();
+    let full_decode = thumbd_engine::stages::decode_bytes(&data, &info, 1).full;
+    // With no floor, the engine pool is 9/16 of the budget: 144 MiB, then 36 MiB, against the
+    // full decode's ~89 MB.
+    for (budget, fits) in [(256u64 << 20, true), (64 << 20, false)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (input, out) = (tmp.path().join("in"), tmp.path().join("out"));
+        std::fs::create_dir_all(&input).unwrap();
+        std::fs::write(input.join("declined.jpg"), &data).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_thumbd"))
+            .args(["worker", "--watch"])
+            .arg(&input)
+            .arg("--out")
+            .arg(&out)
+            .args(["--size", "256", "--threads", "1", "--memory-floor", "0"])
+            .args([
+                "--memory-budget",
+                &budget.to_string(),
+                "--log-format",
+                "json",
+            ])
+            .args(["--poll-ms", "100", "--listen"])
+            .arg(format!("127.0.0.1:{}", free_port()))
+            .env_remove("THUMBD_SIZE")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut child = KillOnDrop(child);
+        let events = json_lines(child.0.stdout.take().unwrap());
+        let logs = json_lines(child.0.stderr.take().unwrap());
+        let event = events
+            .recv_timeout(Duration::from_secs(60))
+            .expect("an event within 60 s");
+        let _ = child.0.kill();
+        let logs: Vec<Value> = logs.iter().collect();
+        let fields = |message: &str| {
+            logs.iter()
+                .map(|l| &l["fields"])
+                .find(|f| {
+                    f["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with(message))
+                })
+                .cloned()
+        };
+        let pool = fields("memory budget split").expect("the split is logged")["engine_bytes"]
+            .as_u64()
+            .unwrap();
+        assert_eq!(
+            pool > full_decode,
+            fits,
+            "pool {pool}, full decode {full_decode}"
+        );
+        let grown = fields("decode declined at reduced scale");
+        if fits {
+            assert_eq!(event["event"], "THUMBNAILS_READY", "{event}");
+            assert!(out.join("declined.jpg/256.jpg").exists());
+            let grown = grown.expect("the reservation's growth is logged");
+            assert_eq!(grown["needed"].as_u64(), Some(full_decode), "{grown}");
+            assert!(grown["reserve"].as_u64().unwrap() >= full_decode, "{grown}");
+            assert!(
+                grown["allowed"].as_u64().unwrap() < full_decode / 20,
+                "{grown}"
+            );
+        } else {
+            assert_eq!(event["event"], "THUMBNAIL_FAILED", "{event}");
+            assert_eq!(event["reason"], "too_large_for_pod", "{event}");
+            assert!(grown.is_none(), "grown past the pool: {grown:?}");
+            assert!(!out.join("declined.jpg/256.jpg").exists());
+        }
     }
 }
 
@@ -243,14 +350,7 @@ impl Watcher {
             .spawn()
             .unwrap();
         let mut child = KillOnDrop(child);
-        let stdout = child.0.stdout.take().unwrap();
-        let (tx, events) = mpsc::channel::<Value>();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(serde_json::from_str(&line).expect("JSON lines on stdout"));
-            }
-        });
+        let events = json_lines(child.0.stdout.take().unwrap());
         Watcher { child, events }
     }
 

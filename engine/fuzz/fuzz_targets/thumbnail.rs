@@ -2,8 +2,12 @@
 //!
 //! The whole input is the image, so the committed corpus files are valid seeds; the request
 //! (sizes, fit, format, filter, quality) is derived from a checksum of the first 64 bytes, so
-//! mutating a header also varies the options. Any panic (libfuzzer-sys aborts on it, before the
-//! engine's own catch_unwind can hide it) or an `internal` error is a finding.
+//! mutating a header also varies the options, and so is a decode allowance (none, or a few
+//! bytes to a few MiB). Any panic (libfuzzer-sys aborts on it, before the engine's own
+//! catch_unwind can hide it) or an `internal` error is a finding. So is an `over_budget`
+//! refusal that does not converge: the call is repeated with the allowance it reported as
+//! `needed`, as the worker does, and may be refused once more at most (the planned path, then
+//! the full-size fallback).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -37,12 +41,26 @@ fuzz_target!(|data: &[u8]| {
     };
     // Small limits keep each run fast and far below libFuzzer's RSS limit; the header check
     // that enforces them is exercised all the same.
-    let limits = Limits {
+    let mut limits = Limits {
         max_pixels: 4_000_000,
         max_input_bytes: 8 << 20,
+        max_decode_bytes: [u64::MAX, 1 << 10, 1 << 16, 1 << 20, 8 << 20][pick(17, 5)],
         ..Limits::default()
     };
-    match thumbnail(data, &request, &limits) {
+    let mut refusals = 0;
+    let result = loop {
+        match thumbnail(data, &request, &limits) {
+            Err(Error::OverBudget { needed, allowed }) => {
+                assert_eq!(allowed, limits.max_decode_bytes);
+                assert!(needed > allowed, "refused {needed} bytes within {allowed}");
+                refusals += 1;
+                assert!(refusals <= 2, "a third refusal, at {needed} bytes");
+                limits.max_decode_bytes = needed;
+            }
+            result => break result,
+        }
+    };
+    match result {
         Err(Error::Internal(msg)) => panic!("internal error: {msg}"),
         Err(_) => {}
         Ok(thumbs) => {

@@ -18,9 +18,14 @@ use super::Decoded;
 use crate::bitmap::{Bitmap, ColorModel};
 use crate::orient::Orientation;
 use crate::probe::{ImageInfo, JpegCoding};
-use crate::Error;
+use crate::{Error, Limits};
 
-pub(super) fn decode(data: &[u8], info: &ImageInfo, shrink: u32) -> Result<Decoded, Error> {
+pub(super) fn decode(
+    data: &[u8],
+    info: &ImageInfo,
+    shrink: u32,
+    limits: &Limits,
+) -> Result<Decoded, Error> {
     if info.jpeg_coding == Some(JpegCoding::Arithmetic) {
         return Err(Error::Unsupported(
             "arithmetic-coded JPEG (zune-jpeg decodes Huffman-coded JPEG only)".into(),
@@ -30,10 +35,19 @@ pub(super) fn decode(data: &[u8], info: &ImageInfo, shrink: u32) -> Result<Decod
     let options = lenient_options();
     let model = color_model(input);
     let scale = dct_scale(shrink);
-    let scaled = scale.and_then(|scale| decode_scaled(data, info, scale, input));
+    let scaled = match reduced_scale(info, shrink) {
+        Some(scale) => {
+            limits.afford_decode(|| reduced_bytes(info, scale))?;
+            reduced(data, info, scale, input).ok()
+        }
+        None => None,
+    };
     let bitmap = match scaled {
         Some(bitmap) => bitmap,
         None => {
+            // Full size, also when the reduced decoder declined damage its header check cannot
+            // see: far more than the reduced decode a caller may have reserved for.
+            limits.afford_decode(|| full_bytes(data, info))?;
             let strict = options.set_strict_mode(true);
             decode_full(data, info, strict, input, model).or_else(|_| {
                 // zune-jpeg (even lenient) stops at damage in the image data that libjpeg steps
@@ -101,6 +115,65 @@ fn decode_full(
 /// progressive) and holds a quarter of the pixels.
 fn dct_scale(shrink: u32) -> Option<u32> {
     [8, 4, 2].into_iter().find(|&k| k <= shrink)
+}
+
+/// The scale the reduced decoder is tried at for a shrink-on-load factor, if any.
+pub(super) fn reduced_scale(info: &ImageInfo, shrink: u32) -> Option<u32> {
+    dct_scale(shrink).filter(|_| huffman_coded(info))
+}
+
+/// Upper bound of the bytes the reduced decoder holds at 1/`scale`: the output, one plane per
+/// component at that scale, and for a progressive file the coefficient store (DC only at 1/8;
+/// 64 × i16 per block otherwise, counted as if no component were subsampled).
+pub(super) fn reduced_bytes(info: &ImageInfo, scale: u32) -> u64 {
+    let s = u64::from(scale);
+    let (w, h) = (u64::from(info.width), u64::from(info.height));
+    let components = u64::from(info.channels.max(1));
+    let planes = components * padded_pixels(info) / (s * s);
+    let coefficients = match (info.jpeg_coding, scale) {
+        (Some(JpegCoding::Progressive), 8) => 2 * components * padded_pixels(info) / 64,
+        (Some(JpegCoding::Progressive), _) => 2 * components * padded_pixels(info),
+        _ => 0,
+    };
+    w.div_ceil(s) * h.div_ceil(s) * output_channels(info) + planes + coefficients
+}
+
+/// Upper bound of the bytes a full-size decode holds (zune-jpeg's, or for damaged data our
+/// decoder at scale 1): the output, two MCU rows per component, and every coefficient (64 ×
+/// i16 per block per component, as if unsubsampled) when the file is progressive or its first
+/// scan does not hold every component: those keep every block until the last scan.
+pub(super) fn full_bytes(data: &[u8], info: &ImageInfo) -> u64 {
+    let progressive = info.jpeg_coding == Some(JpegCoding::Progressive);
+    full_bytes_with(
+        info,
+        progressive || !jpeg_scaled::first_scan_has_every_component(data),
+    )
+}
+
+/// [`full_bytes`] with the coefficient store counted or not.
+pub(super) fn full_bytes_with(info: &ImageInfo, every_coefficient: bool) -> u64 {
+    let components = u64::from(info.channels.max(1));
+    let coefficients = if every_coefficient {
+        2 * components * padded_pixels(info)
+    } else {
+        0
+    };
+    let rows = 2 * components * u64::from(info.width).div_ceil(16) * 16 * 16 * 2;
+    info.pixels() * output_channels(info) + coefficients + rows
+}
+
+/// Pixels of the frame padded to whole 16×16 MCUs (the largest common sampling).
+fn padded_pixels(info: &ImageInfo) -> u64 {
+    u64::from(info.width).div_ceil(16) * 16 * u64::from(info.height).div_ceil(16) * 16
+}
+
+/// Channels of a decoded pixel: gray, 4-channel CMYK/YCCK, or RGB.
+fn output_channels(info: &ImageInfo) -> u64 {
+    match info.channels {
+        1 => 1,
+        4 => 4,
+        _ => 3,
+    }
 }
 
 /// The reduced-scale decode, or `None` when the full decoder must do it (see the fallback

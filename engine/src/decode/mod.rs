@@ -8,7 +8,7 @@ mod png;
 use crate::bitmap::Bitmap;
 use crate::orient::Orientation;
 use crate::probe::{ImageInfo, InputFormat};
-use crate::Error;
+use crate::{Error, Limits};
 
 /// A decoded image and the metadata that decides its colour and orientation.
 pub(crate) struct Decoded {
@@ -39,10 +39,54 @@ pub(crate) fn jpeg_reduced_decode_expected(data: &[u8], info: &ImageInfo) -> boo
 }
 
 /// Decodes `data`, reducing by up to `shrink` (integer box average) while decoding where the
-/// decoder allows it. The result is never smaller than `ceil(side / shrink)`.
-pub(crate) fn decode(data: &[u8], info: &ImageInfo, shrink: u32) -> Result<Decoded, Error> {
+/// decoder allows it. The result is never smaller than `ceil(side / shrink)`. Each decode path
+/// is checked against `limits.max_decode_bytes` (with the bounds of [`decode_bytes`]) before
+/// it allocates.
+pub(crate) fn decode(
+    data: &[u8],
+    info: &ImageInfo,
+    shrink: u32,
+    limits: &Limits,
+) -> Result<Decoded, Error> {
     match info.format {
-        InputFormat::Jpeg => jpeg::decode(data, info, shrink),
-        InputFormat::Png => png::decode(data, info, shrink),
+        InputFormat::Jpeg => jpeg::decode(data, info, shrink, limits),
+        InputFormat::Png => png::decode(data, info, shrink, limits),
+    }
+}
+
+/// Upper bounds of the bytes a decode holds at its peak (pixels and decoder buffers, not the
+/// compressed input), from the headers: what [`Limits::max_decode_bytes`] is checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeBytes {
+    /// The path the decode takes at this shrink-on-load factor: a JPEG's reduced decoder, a
+    /// PNG's row-by-row shrink, or the full-size image.
+    pub planned: u64,
+    /// The full-size decode: what a JPEG falls back to when the reduced decoder declines it
+    /// (`planned` when the plan is full size already).
+    pub full: u64,
+}
+
+/// The bounds of [`DecodeBytes`] for `data` (probed as `info`) decoded with `shrink`.
+pub(crate) fn decode_bytes(data: &[u8], info: &ImageInfo, shrink: u32) -> DecodeBytes {
+    match info.format {
+        InputFormat::Jpeg => {
+            let full = jpeg::full_bytes(data, info);
+            let planned = jpeg::reduced_scale(info, shrink)
+                .map_or(full, |scale| jpeg::reduced_bytes(info, scale));
+            DecodeBytes { planned, full }
+        }
+        InputFormat::Png => DecodeBytes {
+            planned: png::decode_bytes(info, shrink, png::interlaced(data)),
+            full: png::decode_bytes(info, 1, false),
+        },
+    }
+}
+
+/// Upper bound of a full-size decode from the header alone (see
+/// [`ImageInfo::decode_budget_bytes`]).
+pub(crate) fn full_decode_bytes(info: &ImageInfo) -> u64 {
+    match info.format {
+        InputFormat::Jpeg => jpeg::full_bytes_with(info, true),
+        InputFormat::Png => png::decode_bytes(info, 1, false),
     }
 }

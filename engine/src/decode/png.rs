@@ -10,14 +10,43 @@ use super::Decoded;
 use crate::bitmap::{Bitmap, BoxShrinker, ColorModel};
 use crate::orient::Orientation;
 use crate::probe::ImageInfo;
-use crate::Error;
+use crate::{Error, Limits};
 
-pub(super) fn decode(data: &[u8], info: &ImageInfo, shrink: u32) -> Result<Decoded, Error> {
+/// Upper bound of the bytes a decode reduced by `shrink` holds, after EXPAND and STRIP_16
+/// (up to 4 channels): row by row, the reduced image, its box sums and the decoder's current
+/// and previous rows (at up to 16 bits per sample); an interlaced image (or `shrink` 1), the
+/// whole frame, plus the reduced copy and its sums when `shrink` > 1.
+pub(super) fn decode_bytes(info: &ImageInfo, shrink: u32, interlaced: bool) -> u64 {
+    let (w, h) = (u64::from(info.width), u64::from(info.height));
+    let shrink = u64::from(shrink.max(1));
+    // Palette and tRNS may add an alpha channel.
+    let channels = if info.channels >= 3 { 4 } else { 2 };
+    let rows = 2 * w * 8 + (64 << 10);
+    let reduced_width = w.div_ceil(shrink);
+    let reduced = reduced_width * h.div_ceil(shrink) * channels + reduced_width * channels * 4;
+    match (shrink, interlaced) {
+        (1, _) => w * h * channels + rows,
+        (_, false) => reduced + rows,
+        (_, true) => w * h * channels + reduced + rows,
+    }
+}
+
+/// Whether the IHDR of a PNG (whose header the probe read) says Adam7 interlacing.
+pub(super) fn interlaced(data: &[u8]) -> bool {
+    data.get(28) == Some(&1)
+}
+
+pub(super) fn decode(
+    data: &[u8],
+    info: &ImageInfo,
+    shrink: u32,
+    limits: &Limits,
+) -> Result<Decoded, Error> {
     // The decoder's own allocations (row buffers, iCCP) stay far below this; pixels are ours.
-    let limits = png::Limits {
+    let decoder_limits = png::Limits {
         bytes: 64 * 1024 * 1024,
     };
-    let mut decoder = png::Decoder::new_with_limits(Cursor::new(data), limits);
+    let mut decoder = png::Decoder::new_with_limits(Cursor::new(data), decoder_limits);
     decoder.set_transformations(Transformations::EXPAND | Transformations::STRIP_16);
     // Text chunks are metadata we strip anyway; skipping them defuses zTXt bombs.
     decoder.set_ignore_text_chunk(true);
@@ -51,6 +80,7 @@ pub(super) fn decode(data: &[u8], info: &ImageInfo, shrink: u32) -> Result<Decod
         }
     };
 
+    limits.afford_decode(|| decode_bytes(info, shrink, interlaced))?;
     let bitmap = if shrink > 1 && !interlaced {
         let mut shrinker = BoxShrinker::new(width, height, shrink, model);
         while let Some(row) = reader.next_row().map_err(map_error)? {

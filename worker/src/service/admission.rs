@@ -155,6 +155,11 @@ impl Admission {
         u64::from(self.input.units) * UNIT
     }
 
+    /// The whole engine pool: the most one image's engine reservation can be.
+    pub fn engine_pool_bytes(&self) -> u64 {
+        u64::from(self.engine.units) * UNIT
+    }
+
     /// Input-pool bytes not currently reserved (for tests and logs).
     pub fn available_input(&self) -> u64 {
         self.input.available()
@@ -197,6 +202,7 @@ mod tests {
         let r = admission.reserve_engine(u64::MAX / 2).await;
         assert_eq!(admission.available_engine(), 0);
         assert_eq!(r.bytes(), 1024 * 1024);
+        assert_eq!(admission.engine_pool_bytes(), 1024 * 1024);
         drop(r);
         assert_eq!(admission.available_engine(), 1024 * 1024);
     }

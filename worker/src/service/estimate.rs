@@ -7,13 +7,15 @@
 //! engine's choices with its public API ([`thumbd_engine::plan`],
 //! [`thumbd_engine::stages::shrink_on_load_factor`]) plus the rule of `decode/jpeg.rs`
 //! (`dct_scale`: 1/8 when the shrink factor is at least 8, 1/4 when at least 4, 1/2 when at
-//! least 2, else the full decode) and of `decode/png.rs` (row-by-row shrink unless interlaced), and then bounds each
-//! buffer of that path from above:
+//! least 2, else the full decode) and of `decode/png.rs` (row-by-row shrink unless interlaced),
+//! and then bounds each buffer of that path from above. The decode stage's bounds are the
+//! engine's own ([`thumbd_engine::stages::decode_bytes`]), the ones it checks its decode
+//! allowance against:
 //!
 //! | path | buffers counted |
 //! |---|---|
 //! | JPEG 1/8, 1/4, 1/2 (reduced decoder) | output pixels, one plane per component at the reduced scale, and for progressive files the coefficient store (DC only at 1/8; 64 × i16 per block at 1/4 and 1/2, counted as if no component were subsampled) |
-//! | JPEG full (zune-jpeg) | output pixels; progressive files: 64 × i16 per block per component (as if unsubsampled) |
+//! | JPEG full (zune-jpeg) | output pixels, two MCU rows per component; when the file is progressive or its first scan lacks a component: 64 × i16 per block per component (as if unsubsampled) |
 //! | PNG row shrink | output pixels, the box sums, decoder rows |
 //! | PNG full (interlaced, or no shrink) | the full frame, plus the shrunk copy |
 //! | every path, after the decode | the decoded pixels, a premultiplied copy, the resizer's intermediate images, colour and orientation copies, encoded outputs |
@@ -24,13 +26,13 @@
 //! `cargo run --release -p thumbd --example engine-peak -- corpus/full` (prints each image's
 //! peak and estimate; exits 1 if any image exceeds its estimate).
 //!
-//! # The remaining gap: what the headers do not show
+//! # What the headers do not show
 //! The reduced decoder also declines a few kinds of damage inside scans: a block index outside
 //! the frame, progressive refinements out of sequence. The header check cannot see them
-//! without decoding, so such an image can hold up to the full decode (3 bytes per pixel, plus
-//! 2 bytes per sample for progressive files) while its reservation is the reduced path's. No
-//! corpus image does this (`engine/src/decode/jpeg_scaled/tests.rs` checks that every corpus
-//! JPEG the header check passes decodes in the reduced decoder).
+//! without decoding. The worker gives the engine the estimate's decode bound as its allowance
+//! (`Limits::max_decode_bytes`), so the engine refuses the full-size decode such a file falls
+//! back to (`OverBudget`) before allocating it; the worker then reserves
+//! [`estimate_declined`] and runs it again (`service::process`).
 
 use thumbd_engine::{plan, ImageInfo, InputFormat, JpegCoding, Request};
 
@@ -46,14 +48,31 @@ pub struct EstimateParts {
     pub shrink: u32,
     /// Bytes of the decoded (shrunk-on-load) pixels.
     pub decoded_bytes: u64,
+    /// Upper bound of the decode stage's peak: the engine's allowance for the decode
+    /// (`Limits::max_decode_bytes`), part of `engine_bytes`.
+    pub decode_bytes: u64,
     /// Upper bound of the engine's peak heap for this image, compressed input excluded.
     pub engine_bytes: u64,
 }
 
 /// The bound for `info` (probed from `data`) thumbnailed with `request`.
 pub fn estimate(info: &ImageInfo, data: &[u8], request: &Request) -> EstimateParts {
+    estimate_path(info, data, request, false)
+}
+
+/// The bound once the engine has found that the reduced decoder declines this JPEG (damage
+/// inside its scans, which the header check cannot see): the full-size decode after it.
+pub fn estimate_declined(info: &ImageInfo, data: &[u8], request: &Request) -> EstimateParts {
+    estimate_path(info, data, request, true)
+}
+
+fn estimate_path(
+    info: &ImageInfo,
+    data: &[u8],
+    request: &Request,
+    declined: bool,
+) -> EstimateParts {
     let (w, h) = (u64::from(info.width), u64::from(info.height));
-    let px = w * h;
     let targets: Vec<(u32, u32)> = request
         .sizes
         .iter()
@@ -66,9 +85,8 @@ pub fn estimate(info: &ImageInfo, data: &[u8], request: &Request) -> EstimatePar
         .unwrap_or((info.width, info.height));
     let shrink_factor = thumbd_engine::stages::shrink_on_load_factor(info, largest);
     let shrink = u64::from(shrink_factor);
-    let ncomp = u64::from(info.channels.max(1));
-    // Blocks padded to whole 16×16 MCUs (the largest common sampling), in pixels.
-    let padded = w.div_ceil(16) * 16 * h.div_ceil(16) * 16;
+    // The decode stage's own bounds, per path, from the engine that checks them.
+    let bytes = thumbd_engine::stages::decode_bytes(data, info, shrink_factor);
 
     let (path, (dw, dh), channels, decode_peak) = match info.format {
         InputFormat::Jpeg => {
@@ -79,12 +97,6 @@ pub fn estimate(info: &ImageInfo, data: &[u8], request: &Request) -> EstimatePar
                 _ => 3,
             };
             let coding = info.jpeg_coding;
-            let progressive = coding == Some(JpegCoding::Progressive);
-            // zune-jpeg's full decode: the output, and for progressive files every
-            // coefficient; baseline keeps one MCU row per component plus upsampling rows.
-            let full_coefs = if progressive { 2 * ncomp * padded } else { 0 };
-            let full_rows = 2 * ncomp * w.div_ceil(16) * 16 * 16 * 2;
-            let full = px * c + full_coefs + full_rows;
             let scale = [8, 4, 2].into_iter().find(|&k| k <= shrink);
             let reduced = matches!(coding, Some(JpegCoding::Baseline | JpegCoding::Progressive))
                 && info.channels != 2;
@@ -95,47 +107,33 @@ pub fn estimate(info: &ImageInfo, data: &[u8], request: &Request) -> EstimatePar
                 }
                 Some(s) if reduced => {
                     let (dw, dh) = (w.div_ceil(s), h.div_ceil(s));
-                    let planes = ncomp * padded / (s * s);
-                    let coefs = match (progressive, s) {
-                        (false, _) => 0,
-                        (true, 8) => 2 * ncomp * padded / 64,
-                        (true, _) => 2 * ncomp * padded,
-                    };
-                    let peak = dw * dh * c + planes + coefs;
+                    let peak = bytes.planned;
                     // What the reduced decoder declines, zune-jpeg then decodes in full, after
                     // the reduced decoder's buffers are freed. (The check walks the file, so
                     // only where the reduced path is taken.)
-                    let falls_back =
-                        !thumbd_engine::stages::jpeg_reduced_decode_expected(data, info);
+                    let falls_back = declined
+                        || !thumbd_engine::stages::jpeg_reduced_decode_expected(data, info);
                     match (s, falls_back) {
-                        (_, true) => ("jpeg-reduced-then-full", (w, h), c, peak.max(full)),
+                        (_, true) => ("jpeg-reduced-then-full", (w, h), c, peak.max(bytes.full)),
                         (8, false) => ("jpeg-1/8", (dw, dh), c, peak),
                         (4, false) => ("jpeg-1/4", (dw, dh), c, peak),
                         _ => ("jpeg-1/2", (dw, dh), c, peak),
                     }
                 }
-                _ => ("jpeg-full", (w, h), c, full),
+                _ => ("jpeg-full", (w, h), c, bytes.full),
             }
         }
         InputFormat::Png => {
             // After EXPAND and STRIP_16: palette and tRNS may add an alpha channel.
             let c = if info.channels >= 3 { 4 } else { 2 };
-            // Decoder rows: the current and previous row at up to 16 bits per sample.
-            let rows = 2 * w * 8 + (64 << 10);
             let interlaced = data.get(28) == Some(&1);
             let (dw, dh) = (w.div_ceil(shrink), h.div_ceil(shrink));
-            let shrunk = dw * dh * c;
             if shrink > 1 && !interlaced {
-                ("png-rows", (dw, dh), c, shrunk + dw * c * 4 + rows)
+                ("png-rows", (dw, dh), c, bytes.planned)
             } else if shrink > 1 {
-                (
-                    "png-interlaced",
-                    (dw, dh),
-                    c,
-                    px * c + shrunk + dw * c * 4 + rows,
-                )
+                ("png-interlaced", (dw, dh), c, bytes.planned)
             } else {
-                ("png-full", (w, h), c, px * c + rows)
+                ("png-full", (w, h), c, bytes.planned)
             }
         }
     };
@@ -164,6 +162,7 @@ pub fn estimate(info: &ImageInfo, data: &[u8], request: &Request) -> EstimatePar
         path,
         shrink: shrink_factor,
         decoded_bytes: decoded,
+        decode_bytes: decode_peak,
         engine_bytes: decode_peak.max(after_decode) + outputs + PER_IMAGE_BYTES,
     }
 }
@@ -220,7 +219,7 @@ mod tests {
         assert_eq!(e.path, "jpeg-1/8");
         assert_eq!(e.decoded_bytes, 750 * 500 * 3);
         // A few MiB, where a full-size decode would be 72 MB (and the header-only bound of
-        // ImageInfo::decode_budget_bytes 133 MB).
+        // ImageInfo::decode_budget_bytes, which counts every coefficient, 217 MB).
         assert!(e.engine_bytes < 8 * MIB, "{e:?}");
         assert!(info.decode_budget_bytes() > 15 * e.engine_bytes);
     }
@@ -264,6 +263,24 @@ mod tests {
         // Not a JPEG the header check can read at all: the same.
         let e = estimate(&info, &[0xFF, 0xD8, 0xFF, 0xD9], &sizes(&[256]));
         assert_eq!(e.path, "jpeg-reduced-then-full");
+    }
+
+    #[test]
+    fn a_decline_found_at_decode_time_counts_the_full_decode() {
+        let info = jpeg(6000, 4000, JpegCoding::Progressive);
+        let file = jpeg_file(&info);
+        let planned = estimate(&info, &file, &sizes(&[256]));
+        assert_eq!(planned.path, "jpeg-1/8");
+        let full = thumbd_engine::stages::decode_bytes(&file, &info, planned.shrink).full;
+        // The engine's allowance for the decode: the reduced path's bound, far below the
+        // full-size decode it refuses.
+        assert!(planned.decode_bytes < full / 20, "{planned:?}");
+        let declined = estimate_declined(&info, &file, &sizes(&[256]));
+        assert_eq!(declined.path, "jpeg-reduced-then-full");
+        assert_eq!(declined.decode_bytes, full);
+        // Output, coefficients of every block: 9 bytes per pixel.
+        assert!(full >= 9 * 6000 * 4000, "{full}");
+        assert!(declined.engine_bytes >= full, "{declined:?}");
     }
 
     #[test]

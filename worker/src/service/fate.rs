@@ -56,6 +56,9 @@ pub enum JobError {
     NotAnImage(String),
     #[error("file name `{0}` is not UTF-8, so it cannot name its thumbnails")]
     InvalidName(String),
+    /// The decode needs more than the whole engine pool: it cannot run within this pod's budget.
+    #[error("decoding needs {needed} bytes, more than this pod's engine pool of {pool} bytes")]
+    TooLargeForPod { needed: u64, pool: u64 },
     #[error("publishing the event failed: {0}")]
     Event(String),
     #[error("shutting down before the work was done")]
@@ -88,7 +91,8 @@ impl JobError {
             | JobError::Image(_)
             | JobError::ForbiddenBucket(_)
             | JobError::NotAnImage(_)
-            | JobError::InvalidName(_) => false,
+            | JobError::InvalidName(_)
+            | JobError::TooLargeForPod { .. } => false,
         }
     }
 
@@ -113,6 +117,7 @@ impl JobError {
             JobError::ForbiddenBucket(_) => "forbidden_bucket",
             JobError::NotAnImage(_) => "unsupported",
             JobError::InvalidName(_) => "invalid_name",
+            JobError::TooLargeForPod { .. } => "too_large_for_pod",
             JobError::Event(_) => "event_publish",
             JobError::ShuttingDown => "shutdown",
         }
@@ -178,6 +183,18 @@ mod tests {
             }
         );
         assert_eq!(decide(&Err(JobError::Event("x".into()))).fate, Fate::Nack);
+        let too_large = Err(JobError::TooLargeForPod {
+            needed: 900 << 20,
+            pool: 100 << 20,
+        });
+        assert_eq!(
+            decide(&too_large),
+            Decision {
+                fate: Fate::Ack,
+                reason: "too_large_for_pod",
+                failure_event: true
+            }
+        );
         assert_eq!(
             decide(&Ok(Outcome::Skipped(Skip::Superseded))),
             Decision {

@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::{Sender, TrySendError};
-use thumbd_engine::{ErrorKind, Limits, Request, Thumbnail};
+use thumbd_engine::{ErrorKind, ImageInfo, Limits, Request, Thumbnail};
 use tokio::sync::oneshot;
 
 use super::admission::Admission;
-use super::estimate::estimate;
+use super::estimate::{estimate, estimate_declined, EstimateParts};
 use super::events::{Event, Events, OutputInfo, FAILED, READY};
 use super::fate::{decide, Fate, JobError, Outcome, Skip};
 use super::message::{Job, Origin};
@@ -27,7 +27,9 @@ use crate::naming::{is_under_prefix, thumbnail_key, thumbnails_folder};
 type EngineResult = Result<Vec<Thumbnail>, thumbd_engine::Error>;
 
 struct Task {
-    data: Vec<u8>,
+    data: Arc<Vec<u8>>,
+    /// The decode's allowance, `Limits::max_decode_bytes`.
+    allowance: u64,
     reply: oneshot::Sender<EngineResult>,
 }
 
@@ -65,6 +67,10 @@ impl EnginePool {
             pool.spawn(move || {
                 while let Ok(task) = rx.recv() {
                     metrics.queue_depth.dec();
+                    let limits = Limits {
+                        max_decode_bytes: task.allowance,
+                        ..limits
+                    };
                     let result = thumbd_engine::thumbnail(&task.data, &request, &limits);
                     drop(task.data);
                     let _ = task.reply.send(result);
@@ -84,11 +90,17 @@ impl EnginePool {
         &self.request
     }
 
-    /// Runs the engine on `data` and waits for the result without blocking tokio.
-    pub async fn run(&self, data: Vec<u8>) -> Result<EngineResult, JobError> {
+    /// Runs the engine on `data`, its decode within `allowance` bytes, and waits for the result
+    /// without blocking tokio.
+    pub async fn run(&self, data: Arc<Vec<u8>>, allowance: u64) -> Result<EngineResult, JobError> {
         let (reply, result) = oneshot::channel();
         self.metrics.queue_depth.inc();
-        match self.tx.try_send(Task { data, reply }) {
+        let task = Task {
+            data,
+            allowance,
+            reply,
+        };
+        match self.tx.try_send(task) {
             Ok(()) => {}
             Err(TrySendError::Full(task)) => {
                 // Admission slots keep the queue under its bound; this is only a fallback.
@@ -300,20 +312,12 @@ impl<S: Store> Pipeline<S> {
         let estimate = guarded("estimate", || {
             Ok(estimate(&info, &data, self.pool.request()))
         })?;
-        let t = Instant::now();
-        let reservation = self.admission.reserve_engine(estimate.engine_bytes).await;
         let source = SourceRef {
             bucket: job.bucket.clone(),
             name: job.name.clone(),
             generation: opened.generation,
         };
-        let queued = t.elapsed();
-        let t = Instant::now();
-        let thumbs = self.pool.run(data).await??;
-        // Engine time includes the wait for a free thread; split the admission wait out.
-        self.metrics.observe("queue", queued);
-        self.metrics.observe("engine", t.elapsed());
-        drop(reservation);
+        let thumbs = self.engine(job, &info, data, estimate).await?;
         drop(input);
 
         let t = Instant::now();
@@ -378,6 +382,55 @@ impl<S: Store> Pipeline<S> {
 }
 
 impl<S> Pipeline<S> {
+    /// Runs the engine on `data` within an engine reservation of `estimate`, the decode within
+    /// the estimate's bound for it. A JPEG whose reduced decode is declined at decode time
+    /// (damage inside its scans, which the header check cannot see) needs a full-size decode
+    /// instead; the engine refuses it (`OverBudget`) before allocating, the reservation grows
+    /// to that path's estimate (waiting for the pool) and the engine runs again. A decode that
+    /// needs more than the whole engine pool fails as too large for this pod.
+    async fn engine(
+        &self,
+        job: &Job,
+        info: &ImageInfo,
+        data: Vec<u8>,
+        mut estimate: EstimateParts,
+    ) -> Result<Vec<Thumbnail>, JobError> {
+        let data = Arc::new(data);
+        let mut declined = false;
+        loop {
+            let t = Instant::now();
+            let reservation = self.admission.reserve_engine(estimate.engine_bytes).await;
+            let queued = t.elapsed();
+            let t = Instant::now();
+            let allowance = estimate.decode_bytes.min(reservation.bytes());
+            let result = self.pool.run(data.clone(), allowance).await?;
+            // Engine time includes the wait for a free thread; split the admission wait out.
+            self.metrics.observe("queue", queued);
+            self.metrics.observe("engine", t.elapsed());
+            match result {
+                Err(thumbd_engine::Error::OverBudget { needed, allowed }) if !declined => {
+                    let pool = self.admission.engine_pool_bytes();
+                    if needed > pool {
+                        return Err(JobError::TooLargeForPod { needed, pool });
+                    }
+                    drop(reservation);
+                    estimate = estimate_declined(info, &data, self.pool.request());
+                    declined = true;
+                    tracing::info!(
+                        bucket = job.bucket,
+                        object = job.name,
+                        needed,
+                        allowed,
+                        reserve = estimate.engine_bytes,
+                        "decode declined at reduced scale: growing the engine reservation for \
+                         a full-size decode"
+                    );
+                }
+                result => return result.map_err(JobError::from),
+            }
+        }
+    }
+
     /// Applies [`decide`]: logs, counts, and publishes the failure event of a permanent
     /// failure. Returns the fate for the source to carry out (ack or nack) and its reason. If
     /// the failure event cannot be published the message is nacked, so the failure is not lost

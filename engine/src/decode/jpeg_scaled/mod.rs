@@ -264,6 +264,24 @@ pub(crate) fn check_headers(data: &[u8], expect: (u32, u32)) -> Result<(), Scale
     Ok(())
 }
 
+/// Whether the first scan holds every component of the frame, read from the headers before it.
+/// A sequential file whose components come in separate scans (or a file cut before its first
+/// scan) makes a full-size decoder keep every component whole until the last scan.
+pub(crate) fn first_scan_has_every_component(data: &[u8]) -> bool {
+    let mut components = None;
+    let mut pos = 2;
+    while let Some((seg, next)) = markers::next_segment(data, pos) {
+        pos = next;
+        match seg.marker {
+            0xD9 => break,
+            0xDA => return components.is_some() && seg.payload.first() == components,
+            m if is_frame_header(m) => components = seg.payload.get(5),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// The component planes at 1/`scale`, before upsampling and colour conversion (each padded to
 /// whole MCUs; [`markers::Component`] has their valid size). Whole planes, for the oracle.
 #[cfg(test)]

@@ -149,11 +149,8 @@ async fn handle_message<S: Store>(pipeline: &Pipeline<S>, message: Message, hand
                 Fate::Ack => h.confirmed_ack().await,
                 Fate::Nack => h.confirmed_nack().await,
             };
-            match &confirmed {
-                Ok(()) => {
-                    tracing::debug!(message_id = %message.message_id, fate = fate.as_str(), "confirmed by the exactly-once subscription")
-                }
-                Err(_) => {}
+            if confirmed.is_ok() {
+                tracing::debug!(message_id = %message.message_id, fate = fate.as_str(), "confirmed by the exactly-once subscription");
             }
             if let Err(error) = confirmed {
                 tracing::warn!(message_id = %message.message_id, fate = fate.as_str(), %error, "not confirmed");

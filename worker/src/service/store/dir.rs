@@ -155,7 +155,7 @@ impl Store for DirStore {
         _bucket: &str,
         key: &str,
         thumb: &Thumbnail,
-        source: &SourceRef,
+        _source: &SourceRef,
         _cache_control: &str,
     ) -> Result<Put, StoreError> {
         let path = safe_join(&self.output, key)?;
