@@ -15,27 +15,8 @@ use thumbd_engine::{Limits, Request};
 const SIZES: [u32; 2] = [64, 200];
 const LONG: Duration = Duration::from_secs(120);
 
-/// What the engine itself makes of `data`: the expected (width, height) per size.
-fn expected_dims(data: &[u8]) -> Vec<(u32, u32)> {
-    let request = Request {
-        sizes: SIZES.to_vec(),
-        ..Request::default()
-    };
-    thumbd_engine::thumbnail(data, &request, &Limits::default())
-        .expect("a corpus image the engine handles")
-        .iter()
-        .map(|t| (t.width, t.height))
-        .collect()
-}
-
-fn meta<'a>(object: &'a Value, key: &str) -> &'a str {
-    object["metadata"][key]
-        .as_str()
-        .unwrap_or_else(|| panic!("object {} has no metadata {key}: {object}", object["name"]))
-}
-
-/// Checks every thumbnail of `bucket/name`: present, the engine's dimensions (read back from
-/// the stored bytes), and metadata naming the source and its generation.
+/// Every thumbnail of `bucket/name` (in the same bucket, the worker's default): see
+/// [`common::assert_thumbnails`].
 async fn assert_thumbnails(
     gcs: &FakeGcs,
     bucket: &str,
@@ -43,37 +24,13 @@ async fn assert_thumbnails(
     original: &[u8],
     generation: i64,
 ) {
-    let expected = expected_dims(original);
-    let listed = gcs.list(bucket, &format!("thumbs/{name}/")).await;
-    assert_eq!(listed.len(), SIZES.len(), "outputs of {name}: {listed:?}");
-    for (size, (w, h)) in SIZES.iter().zip(expected) {
-        let key = format!("thumbs/{name}/{size}.jpg");
-        let object = gcs
-            .object(bucket, &key)
-            .await
-            .unwrap_or_else(|| panic!("{key} missing"));
-        let data = gcs.download(bucket, &key).await;
-        let info = thumbd_engine::probe(&data, &Limits::default()).expect("a readable thumbnail");
-        assert_eq!((info.width, info.height), (w, h), "{key} dimensions");
-        assert_eq!(meta(&object, "thumbd-source-object"), name);
-        assert_eq!(meta(&object, "thumbd-source-bucket"), bucket);
-        assert_eq!(
-            meta(&object, "thumbd-source-generation"),
-            generation.to_string(),
-            "{key} source generation"
-        );
-        assert_eq!(meta(&object, "thumbd-content-type"), "image/jpeg");
-        assert_eq!(meta(&object, "thumbd-width"), w.to_string());
-    }
-}
-
-fn event_bodies(events: &Collector, kind: &str) -> Vec<Value> {
-    events
-        .snapshot()
-        .into_iter()
-        .filter(|m| m.attributes.get("eventType").map(String::as_str) == Some(kind))
-        .map(|m| serde_json::from_slice(&m.data).expect("JSON event body"))
-        .collect()
+    let expected = expected_dims(original, &SIZES);
+    let written = Written {
+        bucket,
+        prefix: "thumbs/",
+        sizes: &SIZES,
+    };
+    common::assert_thumbnails(gcs, &written, bucket, name, &expected, generation).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -283,7 +240,7 @@ async fn uploads_become_thumbnails_and_duplicates_stale_corrupt_and_own_outputs_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storage_outage_nacks_then_completes_when_storage_returns() {
-    let mut env = Env::start_with(true).await;
+    let mut env = Env::start_with(true, None).await;
     env.gcs.create_bucket("photos").await;
     let files = ["go_video-001.jpeg", "pil_pil123p.png", "imdoc_wizard.jpg"];
     let mut generations = Vec::new();

@@ -11,6 +11,9 @@
 //!   `gcloud info --format='value(installation.sdk_root)'`).
 #![allow(dead_code)]
 
+pub mod cgroup;
+pub mod deployment;
+
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::TcpListener;
@@ -22,6 +25,7 @@ use std::time::{Duration, Instant};
 use google_cloud_pubsub::client::{Publisher, Subscriber, SubscriptionAdmin, TopicAdmin};
 use google_cloud_pubsub::model::{DeadLetterPolicy, Message, Subscription};
 use serde_json::Value;
+use thumbd_engine::{Limits, Request};
 
 pub const PROJECT: &str = "thumbd-test";
 /// The topic fake-gcs-server publishes its notifications to.
@@ -350,16 +354,25 @@ pub struct FakeGcs {
     pub port: u16,
     /// `Some(root)`: filesystem backend.
     root: Option<PathBuf>,
+    /// `Some(bucket)`: only that bucket's objects are notified (as with a notification
+    /// configured on one bucket); every bucket's otherwise.
+    notify_bucket: Option<String>,
     pubsub_host: String,
     dir: PathBuf,
     pub proc: Option<Proc>,
 }
 
 impl FakeGcs {
-    pub async fn start(dir: &Path, pubsub: &PubSubEmulator, persistent: bool) -> FakeGcs {
+    pub async fn start(
+        dir: &Path,
+        pubsub: &PubSubEmulator,
+        persistent: bool,
+        notify_bucket: Option<&str>,
+    ) -> FakeGcs {
         let mut gcs = FakeGcs {
             port: free_port(),
             root: persistent.then(|| dir.join("fake-gcs-data")),
+            notify_bucket: notify_bucket.map(String::from),
             pubsub_host: pubsub.host(),
             dir: dir.to_path_buf(),
             proc: None,
@@ -398,6 +411,9 @@ impl FakeGcs {
             .env("PUBSUB_EMULATOR_HOST", &self.pubsub_host);
         if let Some(root) = &self.root {
             cmd.arg("-filesystem-root").arg(root);
+        }
+        if let Some(bucket) = &self.notify_bucket {
+            cmd.args(["-event.bucket", bucket]);
         }
         let n = std::fs::read_dir(&self.dir).map_or(0, |d| d.count());
         let mut proc = Proc::spawn(
@@ -570,18 +586,19 @@ pub struct Env {
 impl Env {
     /// Starts both emulators and the notification topic fake-gcs-server publishes to.
     pub async fn start() -> Env {
-        Self::start_with(false).await
+        Self::start_with(false, None).await
     }
 
-    /// With `persistent`, fake-gcs-server keeps objects on disk across [`FakeGcs::stop`].
-    pub async fn start_with(persistent: bool) -> Env {
+    /// With `persistent`, fake-gcs-server keeps objects on disk across [`FakeGcs::stop`]; with
+    /// `notify_bucket`, only that bucket's uploads are notified.
+    pub async fn start_with(persistent: bool, notify_bucket: Option<&str>) -> Env {
         // Both tools are checked before either is started.
         fake_gcs_binary();
         pubsub_emulator_launcher();
         let dir = tempfile::tempdir().unwrap();
         let pubsub = PubSubEmulator::start(dir.path()).await;
         pubsub.create_topic(GCS_TOPIC).await;
-        let gcs = FakeGcs::start(dir.path(), &pubsub, persistent).await;
+        let gcs = FakeGcs::start(dir.path(), &pubsub, persistent, notify_bucket).await;
         Env { dir, pubsub, gcs }
     }
 
@@ -606,31 +623,36 @@ impl Env {
             self.dir.path().join(format!("worker-{n}.log")),
         );
         let mut worker = Worker { proc, metrics_port };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ready = http()
-                .get(format!("http://127.0.0.1:{metrics_port}/readyz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ready {
-                break;
-            }
-            if let Some(status) = worker.proc.wait_timeout(Duration::ZERO) {
-                panic!("the worker exited ({status}):\n{}", worker.proc.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the worker was not ready in 30 s:\n{}",
-                worker.proc.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        worker.wait_ready().await;
         worker
     }
 }
 
 impl Worker {
+    /// Waits up to 30 s for `/readyz`; panics with the log if the worker exits first.
+    pub async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = http()
+                .get(format!("http://127.0.0.1:{}/readyz", self.metrics_port))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                return;
+            }
+            if let Some(status) = self.proc.wait_timeout(Duration::ZERO) {
+                panic!("the worker exited ({status}):\n{}", self.proc.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the worker was not ready in 30 s:\n{}",
+                self.proc.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The value of one sample line of `/metrics` (0 if absent), e.g.
     /// `thumbd_messages_total{fate="ack",reason="done"}`.
     pub async fn metric(&self, sample: &str) -> Option<f64> {
@@ -646,6 +668,31 @@ impl Worker {
             text.lines()
                 .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
                 .unwrap_or(0.0),
+        )
+    }
+
+    /// The sum of every sample of metric `family` (all label sets), e.g.
+    /// `thumbd_messages_total`.
+    pub async fn metric_total(&self, family: &str) -> Option<f64> {
+        let text = http()
+            .get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        Some(
+            text.lines()
+                .filter_map(|l| {
+                    let rest = l.strip_prefix(family)?;
+                    let value = match rest.strip_prefix('{') {
+                        Some(labelled) => labelled.split_once("} ")?.1,
+                        None => rest.strip_prefix(' ')?,
+                    };
+                    value.parse::<f64>().ok()
+                })
+                .sum(),
         )
     }
 
@@ -693,4 +740,78 @@ pub fn finalize_notification(bucket: &str, name: &str, generation: i64) -> HashM
         ("objectGeneration".to_string(), generation.to_string()),
         ("payloadFormat".to_string(), "JSON_API_V1".to_string()),
     ])
+}
+
+/// What the engine itself makes of `data` at `sizes`: the expected (width, height) per size.
+pub fn expected_dims(data: &[u8], sizes: &[u32]) -> Vec<(u32, u32)> {
+    let request = Request {
+        sizes: sizes.to_vec(),
+        ..Request::default()
+    };
+    thumbd_engine::thumbnail(data, &request, &Limits::default())
+        .expect("a corpus image the engine handles")
+        .iter()
+        .map(|t| (t.width, t.height))
+        .collect()
+}
+
+pub fn meta<'a>(object: &'a Value, key: &str) -> &'a str {
+    object["metadata"][key]
+        .as_str()
+        .unwrap_or_else(|| panic!("object {} has no metadata {key}: {object}", object["name"]))
+}
+
+/// Where a worker writes JPEG thumbnails: `<bucket>/<prefix><source name>/<size>.jpg`.
+pub struct Written<'a> {
+    pub bucket: &'a str,
+    pub prefix: &'a str,
+    pub sizes: &'a [u32],
+}
+
+/// Checks every thumbnail of `source_bucket/name`: present, the `expected` dimensions per size
+/// (read back from the stored bytes), and metadata naming the source and its generation.
+pub async fn assert_thumbnails(
+    gcs: &FakeGcs,
+    written: &Written<'_>,
+    source_bucket: &str,
+    name: &str,
+    expected: &[(u32, u32)],
+    generation: i64,
+) {
+    let Written {
+        bucket,
+        prefix,
+        sizes,
+    } = *written;
+    let listed = gcs.list(bucket, &format!("{prefix}{name}/")).await;
+    assert_eq!(listed.len(), sizes.len(), "outputs of {name}: {listed:?}");
+    for (size, (w, h)) in sizes.iter().zip(expected) {
+        let key = format!("{prefix}{name}/{size}.jpg");
+        let object = gcs
+            .object(bucket, &key)
+            .await
+            .unwrap_or_else(|| panic!("{key} missing"));
+        let data = gcs.download(bucket, &key).await;
+        let info = thumbd_engine::probe(&data, &Limits::default()).expect("a readable thumbnail");
+        assert_eq!((info.width, info.height), (*w, *h), "{key} dimensions");
+        assert_eq!(meta(&object, "thumbd-source-object"), name);
+        assert_eq!(meta(&object, "thumbd-source-bucket"), source_bucket);
+        assert_eq!(
+            meta(&object, "thumbd-source-generation"),
+            generation.to_string(),
+            "{key} source generation"
+        );
+        assert_eq!(meta(&object, "thumbd-content-type"), "image/jpeg");
+        assert_eq!(meta(&object, "thumbd-width"), w.to_string());
+    }
+}
+
+/// The JSON bodies of the collected events of `kind` (`THUMBNAILS_READY`, `THUMBNAIL_FAILED`).
+pub fn event_bodies(events: &Collector, kind: &str) -> Vec<Value> {
+    events
+        .snapshot()
+        .into_iter()
+        .filter(|m| m.attributes.get("eventType").map(String::as_str) == Some(kind))
+        .map(|m| serde_json::from_slice(&m.data).expect("JSON event body"))
+        .collect()
 }
