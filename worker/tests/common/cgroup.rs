@@ -302,7 +302,10 @@ impl Drop for PodCgroup {
             loop {
                 let pids = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
                 for pid in pids.split_whitespace() {
-                    let _ = Command::new("kill").args(["-KILL", pid]).status();
+                    let _ = Command::new("kill")
+                        .args(["-KILL", pid])
+                        .stderr(std::process::Stdio::null())
+                        .status();
                 }
                 if fs::remove_dir(&dir).is_ok() || !dir.exists() || Instant::now() > deadline {
                     break;

@@ -142,8 +142,10 @@ impl Proc {
     /// SIGKILL to the whole group, then reap.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // The group may be gone already (the process exited): no message for that.
             let _ = Command::new("kill")
                 .args(["-KILL", "--", &format!("-{}", child.id())])
+                .stderr(Stdio::null())
                 .status();
             let _ = child.kill();
             let _ = child.wait();
