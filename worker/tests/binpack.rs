@@ -212,7 +212,7 @@ fn first_ready(events: &Collector, bucket: &str) -> HashMap<String, SystemTime> 
         if attr("eventType") != Some("THUMBNAILS_READY") || attr("bucketId") != Some(bucket) {
             continue;
         }
-        let published = SystemTime::try_from(m.publish_time.clone().expect("publish_time"))
+        let published = SystemTime::try_from(m.publish_time.expect("publish_time"))
             .expect("a representable publish time");
         let entry = first
             .entry(attr("objectId").unwrap_or_default().to_string())

@@ -58,7 +58,7 @@ fn text(node: &YamlOwned, what: &str) -> String {
         .to_string()
 }
 
-fn list<'a>(node: Option<&'a YamlOwned>) -> &'a [YamlOwned] {
+fn list(node: Option<&YamlOwned>) -> &[YamlOwned] {
     node.and_then(|n| n.as_vec())
         .map(Vec::as_slice)
         .unwrap_or(&[])
