@@ -501,3 +501,32 @@ impl<S> Pipeline<S> {
         (fate, reason)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_in_header_work_is_an_internal_failure_of_that_image() {
+        let err = guarded::<()>("probe", || panic!("index out of bounds")).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Internal);
+        assert!(err.to_string().contains("panic in probe: index out of bounds"), "{err}");
+        // Which the fate logic acks with a failure event, instead of a dropped handler.
+        let decision = decide(&Err(JobError::Image(err)));
+        assert_eq!(
+            (decision.fate, decision.reason, decision.failure_event),
+            (Fate::Ack, "internal", true)
+        );
+        assert_eq!(guarded("estimate", || Ok(7)).unwrap(), 7);
+    }
+
+    #[test]
+    fn obvious_non_images_are_known_by_their_content_type() {
+        for image in ["image/jpeg", "IMAGE/PNG; q=1", "application/octet-stream", "", " "] {
+            assert!(!is_non_image_type(image), "{image}");
+        }
+        for other in ["text/plain", "application/pdf", "video/mp4", "application/json"] {
+            assert!(is_non_image_type(other), "{other}");
+        }
+    }
+}
