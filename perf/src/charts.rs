@@ -175,8 +175,9 @@ pub fn burst(path: &Path, plan: &BurstPlan) -> Result<()> {
         return Ok(());
     };
     let x = first.t as f64..last.t as f64;
-    let top = shown.iter().map(|s| s.backlog).fold(1.0, f64::max) * 1.15;
-    let pods_top = plan.autoscaling.max_replicas as f64 * 1.15;
+    // Headroom above the lines for the legend.
+    let top = shown.iter().map(|s| s.backlog).fold(1.0, f64::max) * 1.45;
+    let pods_top = plan.autoscaling.max_replicas as f64 * 1.45;
     let root = SVGBackend::new(path, (860, 460)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let mut chart = ChartBuilder::on(&root)
@@ -197,6 +198,7 @@ pub fn burst(path: &Path, plan: &BurstPlan) -> Result<()> {
     chart
         .configure_mesh()
         .x_desc("seconds since the burst began")
+        .x_label_formatter(&|v| format!("{v:.0}"))
         .y_desc("images queued in Pub/Sub")
         .y_label_formatter(&|v| format!("{v:.0}"))
         .draw()

@@ -525,15 +525,31 @@ fn burst_md(w: &mut String, s: &Sizing) {
             a.metric_delay_s + a.metric_sample_period_s,
         );
     }
+    let (w0, w1) = b.burst_worst_wait_range_s;
+    let (e0, e1) = b.backlog_empty_range_s;
+    let (p0, p1) = b.peak_backlog_range;
+    let met = b.per_second.iter().find(|x| x.t == 0);
     let _ = writeln!(
         w,
-        " The burst begins just after a Cloud Monitoring sample: the HPA first scales up at {} \
-         and the first added pod serves at {}. The backlog peaks at **{:.0} images** (+{} s), \
-         at most **{} pods** serve (+{} s), and the backlog is empty again at **{}**; an image \
-         published during the burst waited up to {} (in publishing order; Pub/Sub does not \
-         deliver in order, so an unlucky one waits longer). Over {} start times {} s apart, the \
-         peak backlog ranges over {:.0}–{:.0} images and the backlog empties at {} to {}; the \
-         chart and the table show the start whose backlog empties last.\n",
+        " Over {} start times {} s apart (the burst meets the steady state at different points), \
+         the longest wait of an image published during the burst is {} to {}, the backlog peaks \
+         at {:.0} to {:.0} images, and it is empty again at {} to {}.\n\n\
+         The chart and the table show the start where an image waits longest: the burst meets \
+         {} pods serving and {:.0} images queued; the HPA first scales up at {} and the pods it \
+         adds serve from {}. The backlog peaks at **{:.0} images** (+{} s), at most **{} pods** \
+         serve (+{} s), and the backlog is empty again at **{}**; an image published during the \
+         burst waits up to **{}** (in publishing order; Pub/Sub does not deliver in order, so an \
+         unlucky one waits longer).\n",
+        b.start_times,
+        PHASE_STEP_S,
+        wait(w0),
+        wait(w1),
+        p0.unwrap_or(0.0),
+        p1.unwrap_or(0.0),
+        at_s(e0),
+        at_s(e1),
+        met.map_or(0, |x| x.serving),
+        met.map_or(0.0, |x| x.backlog - x.arrivals + x.served),
         at_s(o.first_scale_up_s),
         at_s(o.first_added_pod_serving_s),
         o.peak_backlog,
@@ -542,12 +558,6 @@ fn burst_md(w: &mut String, s: &Sizing) {
         o.peak_pods_at_s,
         at_s(o.backlog_empty_at_s),
         wait(o.burst_worst_wait_s),
-        b.start_times,
-        PHASE_STEP_S,
-        b.peak_backlog_range.0,
-        b.peak_backlog_range.1,
-        at_s(b.backlog_empty_range_s.0),
-        at_s(b.backlog_empty_range_s.1),
     );
     let _ = writeln!(w, "![burst](burst.svg)\n");
     let _ = writeln!(
