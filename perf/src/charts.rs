@@ -6,8 +6,9 @@ use std::path::Path;
 use anyhow::{anyhow, Result};
 use plotters::prelude::*;
 
+use crate::autoscale::Second;
 use crate::measure::{ClassFigures, Figures};
-use crate::sizing::ModelCheck;
+use crate::sizing::{BurstPlan, ModelCheck};
 
 fn err(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("drawing a chart: {e}")
@@ -154,6 +155,105 @@ pub fn latency(path: &Path, classes: &[&ClassFigures], threads: usize) -> Result
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+/// Backlog (left axis) and pods (right axis) over time through a burst, with the backlog the
+/// HPA sees and the burst shaded; from 10 minutes before the burst.
+pub fn burst(path: &Path, plan: &BurstPlan) -> Result<()> {
+    let shown: Vec<&Second> = plan
+        .per_second
+        .iter()
+        .filter(|s| s.t >= -600 && s.t % 5 == 0)
+        .collect();
+    let (Some(first), Some(last)) = (shown.first(), shown.last()) else {
+        return Ok(());
+    };
+    let x = first.t as f64..last.t as f64;
+    // Headroom above the lines for the legend.
+    let top = shown.iter().map(|s| s.backlog).fold(1.0, f64::max) * 1.45;
+    let pods_top = plan.autoscaling.max_replicas as f64 * 1.45;
+    let root = SVGBackend::new(path, (860, 460)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!(
+                "thumbd burst through the HPA: {:.0} -> {:.0} images/s for {:.0} s",
+                plan.steady_rate, plan.burst_rate, plan.seconds
+            ),
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .right_y_label_area_size(50)
+        .build_cartesian_2d(x.clone(), 0f64..top)
+        .map_err(err)?
+        .set_secondary_coord(x, 0f64..pods_top);
+    chart
+        .configure_mesh()
+        .x_desc("seconds since the burst began")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_desc("images queued in Pub/Sub")
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .draw()
+        .map_err(err)?;
+    chart
+        .configure_secondary_axes()
+        .y_desc("pods")
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .draw()
+        .map_err(err)?;
+    let shade = RGBColor(255, 235, 200);
+    chart
+        .draw_series([Rectangle::new(
+            [(0.0, 0.0), (plan.seconds, top)],
+            shade.filled(),
+        )])
+        .map_err(err)?
+        .label("burst")
+        .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], shade.filled()));
+    chart
+        .draw_series(LineSeries::new(
+            shown.iter().map(|s| (s.t as f64, s.backlog)),
+            BLUE.stroke_width(2),
+        ))
+        .map_err(err)?
+        .label("backlog")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
+    chart
+        .draw_series(LineSeries::new(
+            shown.iter().map(|s| (s.t as f64, s.metric.unwrap_or(0.0))),
+            grey(),
+        ))
+        .map_err(err)?
+        .label("backlog the HPA sees")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey()));
+    let orange = RGBColor(240, 160, 40);
+    chart
+        .draw_secondary_series(LineSeries::new(
+            shown.iter().map(|s| (s.t as f64, s.replicas as f64)),
+            orange.stroke_width(2),
+        ))
+        .map_err(err)?
+        .label("replicas set by the HPA (right)")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], orange.stroke_width(2)));
+    chart
+        .draw_secondary_series(LineSeries::new(
+            shown.iter().map(|s| (s.t as f64, s.serving as f64)),
+            RED.stroke_width(2),
+        ))
+        .map_err(err)?
+        .label("pods serving (right)")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK)
         .draw()

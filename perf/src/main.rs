@@ -2,6 +2,7 @@
 //! people plan GKE deployments from (`report.md`, `report.json`, SVG charts), optionally with
 //! peers and a sizing for a target rate and traffic mix. See `perf/README.md`.
 
+mod autoscale;
 mod charts;
 mod measure;
 mod peers;
@@ -10,7 +11,7 @@ mod run;
 mod sizing;
 mod stats;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -37,6 +38,10 @@ struct Cli {
 enum Cmd {
     /// Measure the engine on a corpus; write report.md, report.json and SVG charts.
     Report(ReportArgs),
+    /// Simulate the burst through the HPA and price the cost again for a measured report,
+    /// from its report.json and a mix file (no measuring); rewrite report.json, report.md
+    /// and the charts in its folder.
+    Burst(BurstArgs),
     /// Internal: find the files that make thumbnails (spawned by `report`, so decoding the
     /// whole corpus never raises the parent's peak RSS, which every child it spawns inherits
     /// as a floor of its `ru_maxrss`).
@@ -85,6 +90,17 @@ struct ReportArgs {
     mix: Option<PathBuf>,
 }
 
+#[derive(clap::Args)]
+struct BurstArgs {
+    /// Folder of a report measured with --target-rate and --mix (holds report.json).
+    #[arg(long)]
+    report: PathBuf,
+    /// Burst, autoscaler and prices (see corpus/mix.toml); its classes, pod vCPUs and
+    /// target utilisation must be the report's.
+    #[arg(long)]
+    mix: PathBuf,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Configured as the `thumbd` binary configures it (freed memory goes back to the OS at
@@ -98,6 +114,7 @@ fn main() -> ExitCode {
         } => run::child(threads, &list, sizes),
         Cmd::Scan { dir } => scan(dir),
         Cmd::Report(args) => report(args),
+        Cmd::Burst(args) => burst(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -184,6 +201,7 @@ fn report(args: ReportArgs) -> Result<()> {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         command: std::env::args().collect::<Vec<_>>().join(" "),
+        replanned_by: None,
         machine: report::Machine {
             cpu_model: cpu_model(),
             cpus,
@@ -217,26 +235,7 @@ fn report(args: ReportArgs) -> Result<()> {
         peers,
     };
 
-    charts::throughput(
-        &args.out.join("throughput.svg"),
-        &report.runs,
-        &report.model_check,
-    )?;
-    let at_max: Vec<&measure::ClassFigures> = report
-        .classes
-        .iter()
-        .filter(|c| c.figures.threads == max_threads)
-        .collect();
-    charts::latency(&args.out.join("latency.svg"), &at_max, max_threads)?;
-    std::fs::write(
-        args.out.join("report.json"),
-        serde_json::to_string_pretty(&report)? + "\n",
-    )?;
-    std::fs::write(args.out.join("report.md"), report::markdown(&report))?;
-    eprintln!(
-        "thumbd-perf: wrote report.md, report.json, throughput.svg, latency.svg in {}",
-        args.out.display()
-    );
+    write_report(&args.out, &report)?;
     for c in &report.model_check {
         eprintln!(
             "thumbd-perf: model at {} thread(s): predicted {:.1} images/s, measured {:.1} ({:+.1} %)",
@@ -244,6 +243,66 @@ fn report(args: ReportArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Writes `report.json`, `report.md` and the charts of `report` into `out`.
+fn write_report(out: &Path, report: &report::Report) -> Result<()> {
+    charts::throughput(
+        &out.join("throughput.svg"),
+        &report.runs,
+        &report.model_check,
+    )?;
+    let max_threads = report.runs.iter().map(|r| r.threads).max().unwrap_or(1);
+    let at_max: Vec<&measure::ClassFigures> = report
+        .classes
+        .iter()
+        .filter(|c| c.figures.threads == max_threads)
+        .collect();
+    charts::latency(&out.join("latency.svg"), &at_max, max_threads)?;
+    let mut written = "report.md, report.json, throughput.svg, latency.svg";
+    if let Some(s) = &report.sizing {
+        charts::burst(&out.join("burst.svg"), &s.burst)?;
+        written = "report.md, report.json, throughput.svg, latency.svg, burst.svg";
+        let o = &s.burst.outcome;
+        eprintln!(
+            "thumbd-perf: burst through the HPA: peak backlog {:.0} images, {} pods at most, \
+             backlog empty at {}",
+            o.peak_backlog,
+            o.peak_pods,
+            o.backlog_empty_at_s
+                .map_or("the end of the simulation or later".into(), |t| format!(
+                    "+{t} s"
+                ))
+        );
+    }
+    std::fs::write(
+        out.join("report.json"),
+        serde_json::to_string_pretty(report)? + "\n",
+    )?;
+    std::fs::write(out.join("report.md"), report::markdown(report))?;
+    eprintln!("thumbd-perf: wrote {written} in {}", out.display());
+    Ok(())
+}
+
+/// `thumbd-perf burst`: the report's burst and cost from its `report.json`.
+fn burst(args: BurstArgs) -> Result<()> {
+    let mix = sizing::Mix::load(&args.mix)?;
+    let path = args.report.join("report.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut report: report::Report =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let Some(sizing) = report.sizing.as_mut() else {
+        bail!(
+            "{} has no sizing: measure with `thumbd-perf report --target-rate R --mix FILE`",
+            path.display()
+        );
+    };
+    sizing::replan(sizing, &mix).with_context(|| format!("{}", args.mix.display()))?;
+    // The tool's name rather than the path it was built at.
+    let command: Vec<String> = std::env::args().skip(1).collect();
+    report.replanned_by = Some(format!("thumbd-perf {}", command.join(" ")));
+    write_report(&args.report, &report)
 }
 
 /// What `scan` prints.

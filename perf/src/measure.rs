@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thumbd_benches::{Corpus, Sample, SizeClass};
 use thumbd_engine::Request;
 
@@ -17,7 +17,7 @@ use crate::run::{self, Run};
 use crate::stats::{mean, median, percentile};
 
 /// Throughput, latency and memory of one configuration, medians over repetitions.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Figures {
     /// Pool size.
     pub threads: usize,
@@ -48,7 +48,7 @@ pub struct Figures {
 }
 
 /// [`Figures`] of one input format and size class.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClassFigures {
     /// `jpeg` or `png`.
     pub format: String,

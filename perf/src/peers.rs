@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::run::wait4;
 use crate::stats::median;
@@ -177,7 +177,7 @@ pub fn run(peer: &Peer, files: &[PathBuf], threads: usize, work: &Path) -> Resul
 }
 
 /// A peer's figures at one thread count, next to thumbd's.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PeerFigures {
     /// Peer name.
     pub peer: String,

@@ -2,15 +2,16 @@
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thumbd::service::config::ENGINE_THREAD_BYTES;
 
+use crate::autoscale::{Outcome, AFTER_S, PHASE_STEP_S, STEADY_S};
 use crate::measure::{ClassFigures, Figures, Measurements};
 use crate::peers::PeerFigures;
-use crate::sizing::{ModelCheck, Sizing, TOLERANCE_PCT};
+use crate::sizing::{BurstPlan, Cost, ModelCheck, Sizing, TOLERANCE_PCT};
 
 /// The machine the numbers were measured on.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Machine {
     /// CPU model from `/proc/cpuinfo`.
     pub cpu_model: String,
@@ -23,7 +24,7 @@ pub struct Machine {
 }
 
 /// The corpus and what was skipped.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CorpusSummary {
     /// Folder.
     pub dir: String,
@@ -40,7 +41,7 @@ pub struct CorpusSummary {
 }
 
 /// A skipped file.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Skipped {
     /// Path.
     pub file: String,
@@ -49,7 +50,7 @@ pub struct Skipped {
 }
 
 /// Memory figures.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Memory {
     /// RSS of a measurement process before any image work (binary, allocator, pool), bytes.
     pub base_rss_bytes: u64,
@@ -61,7 +62,7 @@ pub struct Memory {
 }
 
 /// Everything in `report.json`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     /// `thumbd-perf <version>`.
     pub tool: String,
@@ -69,6 +70,10 @@ pub struct Report {
     pub generated_unix_s: u64,
     /// The command line.
     pub command: String,
+    /// The `thumbd-perf burst` command line that simulated the burst and priced the cost
+    /// again from this report's measurements, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replanned_by: Option<String>,
     /// Where it ran.
     pub machine: Machine,
     /// What it ran on.
@@ -147,6 +152,13 @@ pub fn markdown(r: &Report) -> String {
         r.sizes,
         r.reps,
     );
+    if let Some(by) = &r.replanned_by {
+        let _ = writeln!(
+            w,
+            "The burst and the cost were simulated and priced again from this report's \
+             `report.json` by `{by}` (no new measurement).\n"
+        );
+    }
 
     let _ = writeln!(w, "## Throughput against threads (whole corpus)\n");
     let _ = writeln!(w, "![throughput](throughput.svg)\n");
@@ -312,7 +324,7 @@ pub fn markdown(r: &Report) -> String {
     }
 
     if let Some(s) = &r.sizing {
-        sizing_md(w, s);
+        sizing_md(w, s, &r.sizes);
     }
 
     if let Some(peers) = &r.peers {
@@ -355,7 +367,7 @@ pub fn markdown(r: &Report) -> String {
     md
 }
 
-fn sizing_md(w: &mut String, s: &Sizing) {
+fn sizing_md(w: &mut String, s: &Sizing, sizes: &[u32]) {
     let _ = writeln!(w, "\n## Sizing for {:.0} images/s\n", s.target_rate);
     let mix: Vec<String> = s
         .mix
@@ -419,23 +431,216 @@ fn sizing_md(w: &mut String, s: &Sizing) {
         k.worst_images_at_once,
         mib(k.worst_estimate_bytes),
     );
-    let b = &s.burst;
+    burst_md(w, s);
+    if let Some(c) = &s.cost {
+        cost_md(w, c, s, sizes);
+    }
+}
+
+/// `+12 s`, or that it did not happen within the simulation.
+fn at_s(t: Option<i64>) -> String {
+    t.map_or(format!("not within {AFTER_S} s after the burst"), |t| {
+        format!("+{t} s")
+    })
+}
+
+fn burst_md(w: &mut String, s: &Sizing) {
+    let b: &BurstPlan = &s.burst;
+    let a = &b.autoscaling;
+    let u = a.target_cpu_utilization * 100.0;
     let _ = writeln!(
         w,
-        "**Burst** of {:.1}× for {:.0} s with an HPA reaction time of {:.0} s (metrics window + \
-         sync period + scheduling + start-up): the HPA scales to **{} pods**. Until the new pods \
-         serve, the {} steady pods run flat out and {:.0} images queue in Pub/Sub (durable, \
-         nothing lost); they are gone {:.0} s after the new pods serve, {:.0} s after the burst \
-         began. To absorb the burst with no backlog at all, keep **{} pods** (`minReplicas`) — \
-         the price of zero queueing.\n",
-        b.factor,
-        b.seconds,
-        b.hpa_reaction_s,
-        b.pods_during_burst,
-        s.steady_pods,
-        b.backlog_images,
-        b.drain_s,
-        b.backlog_cleared_after_s,
-        b.pods_without_backlog,
+        "**Burst** of {:.1}× ({:.0} → {:.0} images/s) for {:.0} s, through the \
+         HorizontalPodAutoscaler simulated second by second (`thumbd-perf burst`, \
+         `perf/src/autoscale.rs`). deploy/gke/hpa.yaml uses these settings (the defaults of \
+         the mix file's `[autoscaling]`):\n",
+        b.factor, b.steady_rate, b.burst_rate, b.seconds,
+    );
+    let _ = writeln!(
+        w,
+        "| HPA setting | value |\n|---|---|\n\
+         | metric | External `pubsub.googleapis.com\\|subscription\\|num_undelivered_messages` of \
+         the work subscription, target type `AverageValue` |\n\
+         | target per pod | **{}** messages = ⌊{:.1} images/s × {:.0} % × {:.0} s⌋: a pod's share \
+         of the backlog is {:.0} s of work at the target utilisation |\n\
+         | replicas | min {}, max {} |\n\
+         | scale-up | stabilization {} s; +{} % or +{} pods per {} s, whichever is more |\n\
+         | scale-down | stabilization {} s; −{} % per {} s |\n\
+         | CPU metric | {} |\n",
+        b.target_per_pod,
+        s.pod_capacity_images_per_s,
+        u,
+        a.target_drain_s,
+        a.target_drain_s,
+        a.min_replicas,
+        a.max_replicas,
+        a.scale_up_stabilization_s,
+        a.scale_up_percent,
+        a.scale_up_pods,
+        a.scale_up_period_s,
+        a.scale_down_stabilization_s,
+        a.scale_down_percent,
+        a.scale_down_period_s,
+        if a.cpu_metric {
+            format!("Resource `cpu`, averageUtilization {u:.0}")
+        } else {
+            "none".into()
+        },
+    );
+    let _ = writeln!(
+        w,
+        "| around the HPA (perf/README.md gives the sources) | value |\n|---|---|\n\
+         | metric delay | Cloud Monitoring samples the metric every {} s; a sample is seen {} s \
+         after it was taken (documented: \"not visible for up to 120 seconds\") |\n\
+         | HPA sync period, tolerance | {} s, {:.0} % |\n\
+         | an added pod serves after | {} s: a new node boots ({} s; GKE: 80–120 s when no node \
+         has room) and the pod pulls its image and starts ({} s) |\n",
+        a.metric_sample_period_s,
+        a.metric_delay_s,
+        a.sync_period_s,
+        a.tolerance * 100.0,
+        a.pod_ready_after_s(),
+        a.node_startup_s,
+        a.pod_startup_s,
+    );
+    let o = &b.outcome;
+    let _ = write!(
+        w,
+        "**What it does.** At the steady {:.0} images/s (the {} min before the burst), the HPA \
+         ran {}–{} pods with up to {:.0} images queued (an image waited up to {}).",
+        b.steady_rate,
+        STEADY_S / 60,
+        o.steady_min_pods,
+        o.steady_max_pods,
+        o.steady_max_backlog,
+        wait(o.steady_worst_wait_s),
+    );
+    if o.steady_min_pods != o.steady_max_pods {
+        let _ = write!(
+            w,
+            " The backlog metric alone does not hold a pod count: while the pods keep up, the \
+             backlog reads 0, which asks for minReplicas, so pods are removed until a backlog \
+             builds again, which the HPA sees {}–{} s late.",
+            a.metric_delay_s,
+            a.metric_delay_s + a.metric_sample_period_s,
+        );
+    }
+    let (w0, w1) = b.burst_worst_wait_range_s;
+    let (e0, e1) = b.backlog_empty_range_s;
+    let (p0, p1) = b.peak_backlog_range;
+    let met = b.per_second.iter().find(|x| x.t == 0);
+    let _ = writeln!(
+        w,
+        " Over {} start times {} s apart (the burst meets the steady state at different points), \
+         the longest wait of an image published during the burst is {} to {}, the backlog peaks \
+         at {:.0} to {:.0} images, and it is empty again at {} to {}.\n\n\
+         The chart and the table show the start where an image waits longest: the burst meets \
+         {} pods serving and {:.0} images queued; the HPA first scales up at {} and the pods it \
+         adds serve from {}. The backlog peaks at **{:.0} images** (+{} s), at most **{} pods** \
+         serve (+{} s), and the backlog is empty again at **{}**; an image published during the \
+         burst waits up to **{}** (in publishing order; Pub/Sub does not deliver in order, so an \
+         unlucky one waits longer).\n",
+        b.start_times,
+        PHASE_STEP_S,
+        wait(w0),
+        wait(w1),
+        p0.unwrap_or(0.0),
+        p1.unwrap_or(0.0),
+        at_s(e0),
+        at_s(e1),
+        met.map_or(0, |x| x.serving),
+        met.map_or(0.0, |x| x.backlog - x.arrivals + x.served),
+        at_s(o.first_scale_up_s),
+        at_s(o.first_added_pod_serving_s),
+        o.peak_backlog,
+        o.peak_backlog_at_s,
+        o.peak_pods,
+        o.peak_pods_at_s,
+        at_s(o.backlog_empty_at_s),
+        wait(o.burst_worst_wait_s),
+    );
+    let _ = writeln!(w, "![burst](burst.svg)\n");
+    let _ = writeln!(
+        w,
+        "| t (s) | published/s | backlog the HPA sees | its metrics ask for | replicas | pods \
+         serving | backlog |\n|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for row in &b.timeline {
+        let _ = writeln!(
+            w,
+            "| {:+} | {:.0} | {} | {} | {} | {} | {:.0} |",
+            row.t,
+            row.arrivals_per_s,
+            row.metric.map_or("–".into(), |m| format!("{m:.0}")),
+            row.recommendation.map_or("–".into(), |r| r.to_string()),
+            row.replicas,
+            row.serving,
+            row.backlog,
+        );
+    }
+    let _ = writeln!(
+        w,
+        "\n**The same burst with the autoscaler changed** (each at its worst start time):\n\n\
+         | autoscaler | steady pods | steady backlog, at most | peak backlog | peak pods | \
+         backlog empty at | longest wait in the burst |\n\
+         |---|---:|---:|---:|---:|---:|---:|"
+    );
+    let row = |w: &mut String, name: &str, o: &Outcome| {
+        let _ = writeln!(
+            w,
+            "| {name} | {}–{} | {:.0} | {:.0} | {} | {} | {} |",
+            o.steady_min_pods,
+            o.steady_max_pods,
+            o.steady_max_backlog,
+            o.peak_backlog,
+            o.peak_pods,
+            at_s(o.backlog_empty_at_s),
+            wait(o.burst_worst_wait_s),
+        );
+    };
+    row(w, "deploy/gke/hpa.yaml (above)", o);
+    for v in &b.variants {
+        row(w, &v.name, &v.outcome);
+    }
+    let _ = writeln!(
+        w,
+        "\nTo absorb the burst with no backlog at all, keep **{} pods** (`minReplicas`) — the \
+         price of zero queueing; at the target utilisation the burst rate needs {} pods.\n",
+        b.pods_without_backlog, b.pods_for_burst_at_target,
+    );
+}
+
+/// A wait in seconds, or that it did not end within the simulation.
+fn wait(s: Option<i64>) -> String {
+    s.map_or("longer than the simulation".into(), |s| format!("{s} s"))
+}
+
+fn cost_md(w: &mut String, c: &Cost, s: &Sizing, sizes: &[u32]) {
+    let p = &c.price;
+    let x = c.images_per_s_per_vcpu;
+    let _ = writeln!(
+        w,
+        "**Cost per million images** (compute only; each image gets thumbnails of {sizes:?} px, \
+         the job measured here): a vCPU serves x = {:.1} images/s of this mix ({:.1} images/s \
+         per {}-vCPU pod), so a million images take 10⁶ / (3600 · x) = {:.2} vCPU-hours, and \
+         cost = 10⁶ / (3600 · x · u) × (p_vCPU + m · p_GiB) at utilisation u. With {}: p_vCPU = \
+         ${}/h, p_GiB = ${}/h, m = {:.2} GiB billed per vCPU (the pod's limit, at least {} GiB), \
+         so ${:.4} per vCPU-hour: **${:.3} per million** with every vCPU busy, **${:.3}** at \
+         the {:.0} % target utilisation. Prices: {}. Cloud Storage and Pub/Sub operations are \
+         billed on top.\n",
+        x,
+        s.pod_capacity_images_per_s,
+        s.pod.cpu_limit,
+        1e6 / (3600.0 * x),
+        p.what,
+        p.vcpu_hour,
+        p.gib_hour,
+        c.billed_gib_per_vcpu,
+        p.min_gib_per_vcpu,
+        c.per_vcpu_hour,
+        c.per_million_busy,
+        c.per_million_at_target,
+        s.target_cpu_utilization * 100.0,
+        p.source,
     );
 }

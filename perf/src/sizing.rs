@@ -4,7 +4,8 @@
 //! `t` threads, measured with `t` threads busy (so memory-bandwidth and SMT contention are in
 //! it). A pod whose threads never idle serves `t / Σ f_c·s_c(t)` images/s for a mix with
 //! shares `f_c`. The check predicts each whole-corpus run from the per-class runs alone (the
-//! corpus's own mix) and compares with what that run measured.
+//! corpus's own mix) and compares with what that run measured. A burst goes through the
+//! simulated HPA of [`crate::autoscale`]; cost follows from images/s per vCPU and a price.
 
 use std::path::Path;
 
@@ -14,13 +15,14 @@ use thumbd::resources::Resources;
 use thumbd::service::config::{Budget, Tuning};
 use thumbd_benches::SizeClass;
 
+use crate::autoscale::{self, Autoscaling, Load, Outcome, Range, Second};
 use crate::measure::{ClassKey, Measurements};
 
 /// Allowed gap between predicted and measured throughput (issue 5: within 15 %).
 pub const TOLERANCE_PCT: f64 = 15.0;
 
 /// One row of the model check.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelCheck {
     /// Pool size.
     pub threads: usize,
@@ -86,12 +88,15 @@ pub struct Mix {
     /// Burst to plan for.
     #[serde(default)]
     pub burst: Burst,
-    /// Autoscaling behaviour.
+    /// The autoscaler (defaults: the HPA of `deploy/gke/hpa.yaml`).
     #[serde(default)]
     pub autoscaling: Autoscaling,
     /// Pod shape.
     #[serde(default)]
     pub pod: Pod,
+    /// Prices for the cost per million images (none: no cost in the report).
+    #[serde(default)]
+    pub price: Option<Price>,
 }
 
 /// One class of the mix.
@@ -125,24 +130,22 @@ impl Default for Burst {
     }
 }
 
-/// How fast and how full the HorizontalPodAutoscaler runs the pods.
+/// What a vCPU and a GiB of memory cost per hour (`[price]` of the mix file).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct Autoscaling {
-    /// Seconds from the start of a burst until new pods serve (metrics window, HPA sync
-    /// period, scheduling, image pull, start-up).
-    pub hpa_reaction_s: f64,
-    /// HPA target CPU utilisation (0–1): the headroom kept at steady state.
-    pub target_cpu_utilization: f64,
-}
-
-impl Default for Autoscaling {
-    fn default() -> Self {
-        Autoscaling {
-            hpa_reaction_s: 90.0,
-            target_cpu_utilization: 0.7,
-        }
-    }
+pub struct Price {
+    /// What is priced: product, region, pricing model.
+    pub what: String,
+    /// Where the prices were read, and when.
+    pub source: String,
+    /// Per vCPU-hour.
+    pub vcpu_hour: f64,
+    /// Per GiB-hour of memory.
+    pub gib_hour: f64,
+    /// Memory billed per vCPU at least (GKE Autopilot's general-purpose Pods round memory up
+    /// to 1 GiB per vCPU).
+    #[serde(default)]
+    pub min_gib_per_vcpu: f64,
 }
 
 /// Pod shape to size for.
@@ -191,12 +194,23 @@ impl Mix {
         if mix.classes.iter().map(|c| c.share).sum::<f64>() <= 0.0 {
             bail!("{}: shares sum to 0", path.display());
         }
-        let u = mix.autoscaling.target_cpu_utilization;
-        if !(u > 0.0 && u <= 1.0) || mix.pod.cpus == 0 || mix.burst.factor < 1.0 {
+        if let Err(e) = mix.autoscaling.check() {
+            bail!("{}: [autoscaling]: {e}", path.display());
+        }
+        if mix.pod.cpus == 0
+            || mix.burst.factor < 1.0
+            || mix.burst.seconds.is_nan()
+            || mix.burst.seconds < 1.0
+        {
             bail!(
-                "{}: need 0 < target_cpu_utilization ≤ 1, pod.cpus ≥ 1, burst.factor ≥ 1",
+                "{}: need pod.cpus ≥ 1, burst.factor ≥ 1, burst.seconds ≥ 1",
                 path.display()
             );
+        }
+        if let Some(p) = &mix.price {
+            if !(p.vcpu_hour >= 0.0 && p.gib_hour >= 0.0 && p.min_gib_per_vcpu >= 0.0) {
+                bail!("{}: [price] values must be ≥ 0", path.display());
+            }
         }
         Ok(mix)
     }
@@ -216,7 +230,7 @@ impl Mix {
 }
 
 /// Kubernetes resources of one pod.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PodShape {
     /// vCPUs requested (= limit: whole CPUs, no CFS throttling surprises).
     pub cpu_request: usize,
@@ -230,7 +244,7 @@ pub struct PodShape {
 
 /// `thumbd worker` settings for that pod, and the memory split the worker derives in it
 /// (`thumbd::service::config::Budget`, the same code the worker runs at start).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkerSettings {
     /// `--threads` (= pod vCPUs).
     pub threads: usize,
@@ -253,30 +267,96 @@ pub struct WorkerSettings {
     pub worst_images_at_once: u64,
 }
 
-/// What a burst does to the deployment.
-#[derive(Debug, Clone, Serialize)]
+/// What a burst does to the deployment, through the simulated HPA
+/// ([`crate::autoscale`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct BurstPlan {
     /// Multiple of the target rate.
     pub factor: f64,
     /// Duration, seconds.
     pub seconds: f64,
-    /// HPA reaction time assumed, seconds.
-    pub hpa_reaction_s: f64,
-    /// Pods the HPA scales to for the burst rate at the target utilisation.
-    pub pods_during_burst: usize,
+    /// Images/s before and after the burst (the sizing's target rate).
+    pub steady_rate: f64,
+    /// Images/s during the burst.
+    pub burst_rate: f64,
+    /// The autoscaler simulated.
+    pub autoscaling: Autoscaling,
+    /// Its per-pod AverageValue target of `num_undelivered_messages`.
+    pub target_per_pod: u64,
+    /// Pods the burst rate needs at the target utilisation.
+    pub pods_for_burst_at_target: usize,
     /// Pods that would absorb the burst with no backlog at 100 % CPU (as a `minReplicas`).
     pub pods_without_backlog: usize,
-    /// Images queued in Pub/Sub before the new pods serve.
-    pub backlog_images: f64,
-    /// Seconds after the new pods serve until the backlog is gone.
-    pub drain_s: f64,
-    /// Seconds from the start of the burst until the backlog is gone (Pub/Sub is not FIFO:
-    /// an unlucky image may wait about this long).
-    pub backlog_cleared_after_s: f64,
+    /// Start times tried (the burst meets the steady state at different points of its
+    /// cycle); `outcome` and `timeline` are those of the start where an image published
+    /// during the burst waits longest.
+    pub start_times: i64,
+    /// What the burst did at that start.
+    pub outcome: Outcome,
+    /// Smallest and largest peak backlog over all start times, images.
+    pub peak_backlog_range: Range<f64>,
+    /// Shortest and longest wait of an image published during the burst over all start
+    /// times, seconds (`None`: longer than the simulation).
+    pub burst_worst_wait_range_s: Range<i64>,
+    /// Earliest and latest time the backlog emptied over all start times (`None`: not within
+    /// the simulation).
+    pub backlog_empty_range_s: Range<i64>,
+    /// The worst start, sampled for the report's table.
+    pub timeline: Vec<TimelineRow>,
+    /// The same burst with the autoscaler changed.
+    pub variants: Vec<Variant>,
+    /// The worst start, every second (for the chart).
+    #[serde(skip)]
+    pub per_second: Vec<Second>,
+}
+
+/// The simulation at one time.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TimelineRow {
+    /// Seconds since the burst began.
+    pub t: i64,
+    /// Images published per second.
+    pub arrivals_per_s: f64,
+    /// The backlog the HPA sees (the latest visible Cloud Monitoring sample).
+    pub metric: Option<f64>,
+    /// The replicas the HPA's metrics ask for, before stabilisation and policies (at a sync).
+    pub recommendation: Option<u32>,
+    /// Replicas the HPA has set.
+    pub replicas: u32,
+    /// Pods serving.
+    pub serving: u32,
+    /// Images queued in Pub/Sub.
+    pub backlog: f64,
+}
+
+/// The burst through a changed autoscaler.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Variant {
+    /// What changed.
+    pub name: String,
+    /// What the burst did at its worst start time.
+    pub outcome: Outcome,
+}
+
+/// Compute cost per million images.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Cost {
+    /// The prices used.
+    pub price: Price,
+    /// Images/s one vCPU serves (pod throughput / pod vCPUs).
+    pub images_per_s_per_vcpu: f64,
+    /// Memory billed per vCPU, GiB (the pod's limit per vCPU, at least the price's minimum).
+    pub billed_gib_per_vcpu: f64,
+    /// What a vCPU-hour of the pod costs with its memory.
+    pub per_vcpu_hour: f64,
+    /// Per million images with every vCPU busy.
+    pub per_million_busy: f64,
+    /// Per million images at the target utilisation.
+    pub per_million_at_target: f64,
 }
 
 /// The answer to `--target-rate R --mix FILE`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sizing {
     /// Images/s to sustain.
     pub target_rate: f64,
@@ -304,8 +384,12 @@ pub struct Sizing {
     pub target_cpu_utilization: f64,
     /// Pods at the target rate.
     pub steady_pods: usize,
-    /// The burst.
+    /// The burst (simulated again from the mix whenever the report is written).
+    #[serde(skip_deserializing)]
     pub burst: BurstPlan,
+    /// Compute cost per million images, with the mix's `[price]`.
+    #[serde(default, skip_deserializing)]
+    pub cost: Option<Cost>,
 }
 
 const MIB: u64 = 1024 * 1024;
@@ -369,24 +453,11 @@ pub fn size(m: &Measurements, mix: &Mix, target_rate: f64) -> Result<Sizing> {
     let steady_pods = (target_rate / (capacity * u)).ceil().max(1.0) as usize;
     let vcpus_busy = target_rate * mean_service_ms / 1000.0;
 
-    // Burst: until the HPA's new pods serve, the steady pods run flat out and the rest queues
-    // in Pub/Sub; then the scaled-out pods drain it while the burst goes on (or, after it,
-    // the steady rate).
-    let burst_rate = target_rate * mix.burst.factor;
-    let pods_during_burst = (burst_rate / (capacity * u)).ceil() as usize;
-    let pods_without_backlog = (burst_rate / capacity).ceil() as usize;
-    let steady_capacity = steady_pods as f64 * capacity;
-    let reaction = mix.autoscaling.hpa_reaction_s;
-    let before_scale = mix.burst.seconds.min(reaction);
-    let backlog = ((burst_rate - steady_capacity) * before_scale).max(0.0);
-    let drain_s = if backlog <= 0.0 {
-        0.0
-    } else if mix.burst.seconds > reaction {
-        backlog / (pods_during_burst as f64 * capacity - burst_rate).max(1e-9)
-    } else {
-        // The burst ended before the HPA acted: the steady pods drain at their spare rate.
-        backlog / (steady_capacity - target_rate).max(1e-9)
-    };
+    let burst = burst_plan(capacity, steady_pods, target_rate, mix);
+    let cost = mix
+        .price
+        .as_ref()
+        .map(|p| cost(p, capacity, t, memory_limit_bytes, u));
 
     Ok(Sizing {
         target_rate,
@@ -424,21 +495,178 @@ pub fn size(m: &Measurements, mix: &Mix, target_rate: f64) -> Result<Sizing> {
         },
         target_cpu_utilization: u,
         steady_pods,
-        burst: BurstPlan {
-            factor: mix.burst.factor,
-            seconds: mix.burst.seconds,
-            hpa_reaction_s: reaction,
-            pods_during_burst,
-            pods_without_backlog,
-            backlog_images: backlog,
-            drain_s,
-            backlog_cleared_after_s: if backlog > 0.0 {
-                before_scale + drain_s
-            } else {
-                0.0
-            },
-        },
+        burst,
+        cost,
     })
+}
+
+/// Simulates the mix's burst through its autoscaler, for pods serving `capacity` images/s
+/// and `steady_pods` of them serving at the start of the warm-up.
+pub fn burst_plan(capacity: f64, steady_pods: usize, target_rate: f64, mix: &Mix) -> BurstPlan {
+    let a = &mix.autoscaling;
+    let burst_rate = target_rate * mix.burst.factor;
+    let load = Load {
+        steady: target_rate,
+        burst: burst_rate,
+        burst_s: mix.burst.seconds.round() as i64,
+    };
+    let pods_without_backlog = (burst_rate / capacity).ceil() as usize;
+    let run = |settings: &Autoscaling| {
+        autoscale::worst_start(settings, capacity, &load, steady_pods as u32)
+    };
+    let worst = run(a);
+
+    let mut changes: Vec<(String, Autoscaling)> = Vec::new();
+    let spare = Autoscaling {
+        node_startup_s: 0,
+        ..a.clone()
+    };
+    let spare_name = format!(
+        "spare node capacity (added pods serve after {} s)",
+        a.pod_startup_s
+    );
+    if a.node_startup_s > 0 {
+        changes.push((spare_name.clone(), spare.clone()));
+    }
+    if !a.cpu_metric {
+        let cpu = format!("+ CPU metric at {:.0} %", a.target_cpu_utilization * 100.0);
+        changes.push((
+            cpu.clone(),
+            Autoscaling {
+                cpu_metric: true,
+                ..a.clone()
+            },
+        ));
+        if a.node_startup_s > 0 {
+            changes.push((
+                format!("{cpu}, {spare_name}"),
+                Autoscaling {
+                    cpu_metric: true,
+                    ..spare
+                },
+            ));
+        }
+    }
+    let floor = (pods_without_backlog as u32).min(a.max_replicas);
+    if floor > a.min_replicas {
+        changes.push((
+            format!("minReplicas {floor}"),
+            Autoscaling {
+                min_replicas: floor,
+                ..a.clone()
+            },
+        ));
+    }
+    let variants = changes
+        .into_iter()
+        .map(|(name, settings)| Variant {
+            name,
+            outcome: run(&settings).outcome,
+        })
+        .collect();
+
+    BurstPlan {
+        factor: mix.burst.factor,
+        seconds: mix.burst.seconds,
+        steady_rate: target_rate,
+        burst_rate,
+        autoscaling: a.clone(),
+        target_per_pod: a.target_per_pod(capacity),
+        pods_for_burst_at_target: (burst_rate / (capacity * a.target_cpu_utilization)).ceil()
+            as usize,
+        pods_without_backlog,
+        start_times: autoscale::PHASES,
+        timeline: timeline(&worst.seconds, &worst.outcome, a, load.burst_s),
+        outcome: worst.outcome,
+        peak_backlog_range: worst.peak_backlog,
+        burst_worst_wait_range_s: worst.burst_worst_wait_s,
+        backlog_empty_range_s: worst.backlog_empty_at_s,
+        variants,
+        per_second: worst.seconds,
+    }
+}
+
+/// The report's table: every 30 s (60 s if that makes over 40 rows) from a minute before
+/// the burst until the backlog has emptied and the scale-down window has passed.
+fn timeline(seconds: &[Second], o: &Outcome, a: &Autoscaling, burst_s: i64) -> Vec<TimelineRow> {
+    let last = seconds.last().map_or(0, |s| s.t);
+    let settled = o.backlog_empty_at_s.unwrap_or(last).max(burst_s)
+        + a.scale_down_stabilization_s as i64
+        + 120;
+    let end = settled.min(last);
+    let step = if (end + 60) / 30 > 40 { 60 } else { 30 };
+    seconds
+        .iter()
+        .filter(|s| s.t >= -60 && s.t <= end && s.t.rem_euclid(step) == 0)
+        .map(|s| TimelineRow {
+            t: s.t,
+            arrivals_per_s: s.arrivals,
+            metric: s.metric,
+            recommendation: s.recommendation,
+            replicas: s.replicas,
+            serving: s.serving,
+            backlog: s.backlog,
+        })
+        .collect()
+}
+
+/// Compute cost per million images: a vCPU serves `capacity / cpus` images/s, and a
+/// vCPU-hour costs its price plus the memory billed with it.
+fn cost(price: &Price, capacity: f64, cpus: usize, memory_limit_bytes: u64, u: f64) -> Cost {
+    let per_vcpu = capacity / cpus as f64;
+    let gib =
+        (memory_limit_bytes as f64 / (1u64 << 30) as f64 / cpus as f64).max(price.min_gib_per_vcpu);
+    let per_vcpu_hour = price.vcpu_hour + gib * price.gib_hour;
+    let busy = 1e6 / (3600.0 * per_vcpu) * per_vcpu_hour;
+    Cost {
+        price: price.clone(),
+        images_per_s_per_vcpu: per_vcpu,
+        billed_gib_per_vcpu: gib,
+        per_vcpu_hour,
+        per_million_busy: busy,
+        per_million_at_target: busy / u,
+    }
+}
+
+/// Simulates the burst and prices the cost again for a measured sizing (from `report.json`),
+/// with the autoscaler, burst and price of `mix`. The mix's classes, pod vCPUs and target
+/// utilisation must be the ones the sizing was measured for.
+pub fn replan(s: &mut Sizing, mix: &Mix) -> Result<()> {
+    let shares = mix.shares();
+    let same_mix = shares.len() == s.mix.len()
+        && shares
+            .iter()
+            .zip(&s.mix)
+            .all(|(((format, class), share), c)| {
+                *format == c.format
+                    && class.name() == c.size_class
+                    && (share - c.share).abs() < 1e-9
+            });
+    if !same_mix
+        || mix.pod.cpus != s.worker.threads
+        || mix.autoscaling.target_cpu_utilization != s.target_cpu_utilization
+    {
+        bail!(
+            "the mix's classes, pod.cpus or target_cpu_utilization differ from the report's \
+             sizing: measure again with `thumbd-perf report`"
+        );
+    }
+    s.burst = burst_plan(
+        s.pod_capacity_images_per_s,
+        s.steady_pods,
+        s.target_rate,
+        mix,
+    );
+    s.cost = mix.price.as_ref().map(|p| {
+        cost(
+            p,
+            s.pod_capacity_images_per_s,
+            s.pod.cpu_limit,
+            s.pod.memory_limit_bytes,
+            s.target_cpu_utilization,
+        )
+    });
+    Ok(())
 }
 
 #[cfg(test)]
@@ -496,7 +724,9 @@ mod tests {
             "[[class]]\nformat = \"jpeg\"\nsize_class = \"mid\"\nshare = 1\n\
              [[class]]\nformat = \"png\"\nsize_class = \"small\"\nshare = 1\n\
              [burst]\nfactor = {factor}\nseconds = 300\n\
-             [autoscaling]\nhpa_reaction_s = 60\ntarget_cpu_utilization = 0.5\n"
+             [autoscaling]\ntarget_cpu_utilization = 0.5\n\
+             [price]\nwhat = \"test\"\nsource = \"test\"\nvcpu_hour = 0.04\ngib_hour = 0.005\n\
+             min_gib_per_vcpu = 1\n"
         ))
         .unwrap()
     }
@@ -521,7 +751,10 @@ mod tests {
         // Pod: 2 threads, 36.4 images/s; at 50 % utilisation 18.2 per pod.
         let s = size(&m, &mix(2.0), 100.0).unwrap();
         assert_eq!(s.steady_pods, 6);
-        assert_eq!(s.burst.backlog_images, 0.0, "6 pods at 100 % absorb 200/s");
+        assert_eq!(
+            s.burst.pods_without_backlog, 6,
+            "6 pods at 100 % absorb 200/s"
+        );
         assert_eq!(s.bytes_per_in_flight_image, 100 << 20);
         assert_eq!(s.pod.memory_limit_bytes % (64 << 20), 0);
         assert!(s.pod.memory_limit_bytes >= (8 << 20) + 2 * (100 << 20));
@@ -531,11 +764,71 @@ mod tests {
         assert!(s.worker.memory_budget_bytes < s.pod.memory_limit_bytes);
 
         let s = size(&m, &mix(3.0), 100.0).unwrap();
-        let capacity = 2000.0 / 55.0;
-        assert!((s.burst.backlog_images - (300.0 - 6.0 * capacity) * 60.0).abs() < 1e-6);
-        assert_eq!(s.burst.pods_during_burst, 17);
-        assert_eq!(s.burst.pods_without_backlog, 9);
-        let drain = s.burst.backlog_images / (17.0 * capacity - 300.0);
-        assert!((s.burst.drain_s - drain).abs() < 1e-6);
+        let b = &s.burst;
+        // ⌊36.4 images/s (36.36 as the report prints it) × 0.5 × 60 s⌋ messages per pod.
+        assert_eq!(b.target_per_pod, 1092);
+        assert_eq!(b.pods_for_burst_at_target, 17);
+        assert_eq!(b.pods_without_backlog, 9);
+        assert_eq!(b.burst_rate, 300.0);
+        // At the worst start the HPA reacts only once a sample of the burst is visible.
+        let first = b.outcome.first_scale_up_s.unwrap();
+        assert!(first >= 60 + 120, "first scale-up at {first} s");
+        assert!(b.outcome.peak_pods <= 20 && b.outcome.peak_backlog > 0.0);
+        assert!(b.outcome.backlog_empty_at_s.unwrap() > 300);
+        assert!(!b.timeline.is_empty() && !b.per_second.is_empty());
+        // minReplicas at the no-backlog pod count absorbs the burst.
+        let floor = b
+            .variants
+            .iter()
+            .find(|v| v.name == "minReplicas 9")
+            .unwrap();
+        assert!(floor.outcome.peak_backlog < 1.0, "{:?}", floor.outcome);
+    }
+
+    #[test]
+    fn the_example_mix_states_the_hpa_of_the_manifests() {
+        // corpus/mix.toml spells out every [autoscaling] value; they are the defaults, which
+        // are the settings of deploy/gke/hpa.yaml.
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/mix.toml");
+        let mix = Mix::load(&path).unwrap();
+        assert_eq!(mix.autoscaling, Autoscaling::default());
+        let text = std::fs::read_to_string(&path).unwrap();
+        let section = text.split("[autoscaling]").nth(1).unwrap();
+        let section = section.split("\n[").next().unwrap();
+        let stated: toml::Table = toml::from_str(section).unwrap();
+        let all = toml::Table::try_from(Autoscaling::default()).unwrap();
+        assert_eq!(stated.len(), all.len(), "every setting is written out");
+        assert!(mix.price.is_some());
+    }
+
+    #[test]
+    fn cost_per_million_images_from_throughput_per_vcpu_and_price() {
+        let m = measurements();
+        let s = size(&m, &mix(3.0), 100.0).unwrap();
+        let c = s.cost.unwrap();
+        // 18.2 images/s per vCPU; memory billed at the 1 GiB/vCPU minimum.
+        assert!((c.images_per_s_per_vcpu - 1000.0 / 55.0).abs() < 1e-9);
+        assert_eq!(c.billed_gib_per_vcpu, 1.0);
+        let busy = 1e6 / (3600.0 * 1000.0 / 55.0) * (0.04 + 0.005);
+        assert!((c.per_million_busy - busy).abs() < 1e-9);
+        assert!((c.per_million_at_target - busy / 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_measured_sizing_is_planned_again_from_its_json() {
+        let m = measurements();
+        let s = size(&m, &mix(3.0), 100.0).unwrap();
+        let mut again: Sizing = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        replan(&mut again, &mix(3.0)).unwrap();
+        assert_eq!(
+            serde_json::to_value(&again).unwrap(),
+            serde_json::to_value(&s).unwrap()
+        );
+        // Another burst changes the plan; another traffic mix needs a new measurement.
+        replan(&mut again, &mix(2.0)).unwrap();
+        assert_eq!(again.burst.burst_rate, 200.0);
+        let mut other = mix(3.0);
+        other.classes[0].share = 3.0;
+        assert!(replan(&mut again, &other).is_err());
     }
 }
