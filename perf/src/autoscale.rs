@@ -405,6 +405,8 @@ pub fn simulate(
 /// been published by then. Pub/Sub is not FIFO, so an unlucky image may wait longer.
 /// `None` if some image in the range is still queued when the simulation ends.
 pub fn worst_wait_s(seconds: &[Second], range: std::ops::Range<i64>) -> Option<i64> {
+    // A thousandth of an image: far above the rounding of sums of millions of images.
+    const EPSILON: f64 = 1e-3;
     let mut published = 0.0;
     let mut served = 0.0;
     let mut cursor = 0;
@@ -415,11 +417,11 @@ pub fn worst_wait_s(seconds: &[Second], range: std::ops::Range<i64>) -> Option<i
             continue;
         }
         // Served counts up to the end of second `cursor`.
-        while cursor < seconds.len() && served + 1e-6 < published {
+        while cursor < seconds.len() && served + EPSILON < published {
             served += seconds[cursor].served;
             cursor += 1;
         }
-        if served + 1e-6 < published {
+        if served + EPSILON < published {
             return None;
         }
         worst = worst.max(cursor as i64 - 1 - i as i64);
@@ -552,7 +554,7 @@ fn widen<T: PartialOrd + Copy>(range: &mut Range<T>, value: Option<T>, first: bo
         }
         return;
     };
-    if first || range.0.is_some_and(|lo| v < lo) {
+    if first || range.0.is_none_or(|lo| v < lo) {
         range.0 = Some(v);
     }
     if first || range.1.is_some_and(|hi| v > hi) {
@@ -755,6 +757,20 @@ mod tests {
         );
         assert_eq!(last_hour(&held), 2);
         assert!(held.iter().skip(600).all(|x| x.backlog == 0.0));
+    }
+
+    #[test]
+    fn ranges_count_never_as_the_largest() {
+        let mut r = (None, None);
+        for (i, v) in [Some(3), None, Some(1), Some(5)].into_iter().enumerate() {
+            widen(&mut r, v, i == 0);
+        }
+        assert_eq!(r, (Some(1), None));
+        let mut r = (None, None);
+        for (i, v) in [None, Some(2)].into_iter().enumerate() {
+            widen(&mut r, v, i == 0);
+        }
+        assert_eq!(r, (Some(2), None));
     }
 
     #[test]
