@@ -50,7 +50,10 @@ async fn unsized_jobs_of_large_originals_stay_within_a_pod_limit() {
         .args(["--output-bucket", "thumbnails", "--source-bucket", "photos"])
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--size", "256", "--log-format", "json"])
-        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
         .env("PUBSUB_EMULATOR_HOST", env.pubsub.host())
         .env("STORAGE_EMULATOR_HOST", env.gcs.endpoint())
         .env_remove("THUMBD_SIZE");
@@ -87,7 +90,12 @@ async fn unsized_jobs_of_large_originals_stay_within_a_pod_limit() {
         peak as f64 * 100.0 / LIMIT as f64,
         pod.oom_kills()
     );
-    assert_eq!(pod.oom_kills(), 0, "OOM-killed:\n{}", worker.proc.log_text());
+    assert_eq!(
+        pod.oom_kills(),
+        0,
+        "OOM-killed:\n{}",
+        worker.proc.log_text()
+    );
     assert!(peak < LIMIT, "peak {peak} over the limit");
     for i in 0..JOBS {
         assert_eq!(

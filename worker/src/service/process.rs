@@ -402,7 +402,11 @@ impl<S> Pipeline<S> {
             let reservation = self.admission.reserve_engine(estimate.engine_bytes).await;
             let queued = t.elapsed();
             let t = Instant::now();
-            let allowance = estimate.decode_bytes.min(reservation.bytes());
+            // The decode may use what its path was estimated at, even when that is more than
+            // the whole pool: such an image holds the whole pool and runs alone (the burst's
+            // progressive photos at 1024 px). Only a path the estimate did not foresee, the
+            // full-size fallback of a declined reduced decode, is refused and re-reserved.
+            let allowance = estimate.decode_bytes;
             let result = self.pool.run(data.clone(), allowance).await?;
             // Engine time includes the wait for a free thread; split the admission wait out.
             self.metrics.observe("queue", queued);
@@ -510,7 +514,11 @@ mod tests {
     fn a_panic_in_header_work_is_an_internal_failure_of_that_image() {
         let err = guarded::<()>("probe", || panic!("index out of bounds")).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Internal);
-        assert!(err.to_string().contains("panic in probe: index out of bounds"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("panic in probe: index out of bounds"),
+            "{err}"
+        );
         // Which the fate logic acks with a failure event, instead of a dropped handler.
         let decision = decide(&Err(JobError::Image(err)));
         assert_eq!(
@@ -522,10 +530,21 @@ mod tests {
 
     #[test]
     fn obvious_non_images_are_known_by_their_content_type() {
-        for image in ["image/jpeg", "IMAGE/PNG; q=1", "application/octet-stream", "", " "] {
+        for image in [
+            "image/jpeg",
+            "IMAGE/PNG; q=1",
+            "application/octet-stream",
+            "",
+            " ",
+        ] {
             assert!(!is_non_image_type(image), "{image}");
         }
-        for other in ["text/plain", "application/pdf", "video/mp4", "application/json"] {
+        for other in [
+            "text/plain",
+            "application/pdf",
+            "video/mp4",
+            "application/json",
+        ] {
             assert!(is_non_image_type(other), "{other}");
         }
     }
