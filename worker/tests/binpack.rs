@@ -603,6 +603,12 @@ impl Bench<'_> {
             if uploads.iter().all(|u| ready.contains_key(&u.name)) {
                 break ready;
             }
+            // A failed image never gets its ready event: say so now, not at the timeout.
+            let failed: Vec<_> = event_bodies(self.events, "THUMBNAIL_FAILED")
+                .into_iter()
+                .filter(|e| uploads.iter().any(|u| e["name"] == u.name.as_str()))
+                .collect();
+            assert!(failed.is_empty(), "{tag}: failure events {failed:?}");
             if kill && killed.is_none() {
                 let done = self.images_done(pods).await - done_start;
                 let worker = &pods[0].worker;
