@@ -388,7 +388,9 @@ async fn bin_packed_pods_drain_a_burst_of_large_photos_and_lose_nothing_to_a_kil
         files: &files,
         uploads_bucket: &uploads_bucket,
         dir: &dir,
-        drain_timeout: Duration::from_secs_f64(4.0 * batch_wall + 90.0),
+        // Plus room for a killed pod's messages: each waits out its lease (the worker's
+        // THUMBD_LEASE_EXTENSION, 60 s) before redelivery, and a busy machine may need two.
+        drain_timeout: Duration::from_secs_f64(4.0 * batch_wall + 240.0),
     };
     // A clean burst for the figures, then one in which pod0 is killed (its lost work and the
     // wait for its messages' redelivery would otherwise be in the figures).
