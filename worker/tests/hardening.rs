@@ -15,18 +15,9 @@ use serde_json::{json, Value};
 
 const LONG: Duration = Duration::from_secs(120);
 
-fn events_of(events: &Collector, kind: &str) -> Vec<Value> {
-    events
-        .snapshot()
-        .into_iter()
-        .filter(|m| m.attributes.get("eventType").map(String::as_str) == Some(kind))
-        .map(|m| serde_json::from_slice(&m.data).expect("JSON event body"))
-        .collect()
-}
-
 async fn wait_events(events: &Collector, kind: &str, n: usize) -> Vec<Value> {
     eventually(LONG, &format!("{n} {kind} events"), || async move {
-        let found = events_of(events, kind);
+        let found = event_bodies(events, kind);
         (found.len() >= n).then_some(found)
     })
     .await
@@ -226,7 +217,7 @@ async fn jobs_are_confined_checked_and_refused_before_reading() {
     );
     // Nothing was read from, or written to, the forbidden bucket.
     assert!(env.gcs.list("secret-bucket", "thumbs/").await.is_empty());
-    assert_eq!(events_of(&events, "THUMBNAIL_FAILED").len(), 5);
+    assert_eq!(event_bodies(&events, "THUMBNAIL_FAILED").len(), 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -655,17 +655,22 @@ impl Worker {
         }
     }
 
-    /// The value of one sample line of `/metrics` (0 if absent), e.g.
-    /// `thumbd_messages_total{fate="ack",reason="done"}`.
-    pub async fn metric(&self, sample: &str) -> Option<f64> {
-        let text = http()
+    /// The `/metrics` exposition, if the worker answers.
+    async fn metrics_text(&self) -> Option<String> {
+        http()
             .get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
             .send()
             .await
             .ok()?
             .text()
             .await
-            .ok()?;
+            .ok()
+    }
+
+    /// The value of one sample line of `/metrics` (0 if absent), e.g.
+    /// `thumbd_messages_total{fate="ack",reason="done"}`.
+    pub async fn metric(&self, sample: &str) -> Option<f64> {
+        let text = self.metrics_text().await?;
         Some(
             text.lines()
                 .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
@@ -676,14 +681,7 @@ impl Worker {
     /// The sum of every sample of metric `family` (all label sets), e.g.
     /// `thumbd_messages_total`.
     pub async fn metric_total(&self, family: &str) -> Option<f64> {
-        let text = http()
-            .get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+        let text = self.metrics_text().await?;
         Some(
             text.lines()
                 .filter_map(|l| {
