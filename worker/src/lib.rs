@@ -5,9 +5,11 @@
 //! - [`resources`] — CPUs and memory the container really has;
 //! - [`naming`] — where thumbnails live (`<prefix><object>/<size>.<ext>`), shared by all;
 //! - [`batch`] — `thumbd thumbnail`: files → engine on a rayon pool → files;
-//! - [`service`] — `thumbd worker`: Pub/Sub (or a local folder) → engine → Cloud Storage.
+//! - [`service`] — `thumbd worker`: Pub/Sub (or a local folder) → engine → Cloud Storage;
+//! - [`app`] — `thumbd serve`: uploads → storage, the worker's events → the gallery page.
 
 pub mod alloc;
+pub mod app;
 pub mod batch;
 pub mod cli;
 pub mod naming;

@@ -12,9 +12,10 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         // A pod's log is read line by line: a worker's bad flag or THUMBD_* value (say, from
         // a ConfigMap) is one line and exit code 2, as the worker's own checks report.
-        Err(err) if err.use_stderr() && std::env::args().nth(1).as_deref() == Some("worker") => {
+        Err(err) if err.use_stderr() && is_service(std::env::args().nth(1).as_deref()) => {
             eprintln!(
-                "thumbd worker: invalid configuration: {}",
+                "thumbd {}: invalid configuration: {}",
+                std::env::args().nth(1).unwrap_or_default(),
                 one_line(&err.render().to_string())
             );
             return ExitCode::from(2);
@@ -33,6 +34,14 @@ fn main() -> ExitCode {
             }
             Err(err) => Err(anyhow::Error::new(err)),
         },
+        Command::Serve(args) => match thumbd::app::run(*args) {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(err) if err.is_config() => {
+                eprintln!("thumbd serve: {err}");
+                return ExitCode::from(2);
+            }
+            Err(err) => Err(anyhow::Error::new(err)),
+        },
     };
     match result {
         Ok(code) => code,
@@ -41,6 +50,11 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The long-running subcommands, whose logs are read line by line.
+fn is_service(subcommand: Option<&str>) -> bool {
+    matches!(subcommand, Some("worker" | "serve" | "notify"))
 }
 
 /// clap's multi-line error as one line, without its "error:" label and "--help" hint.

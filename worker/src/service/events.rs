@@ -2,40 +2,44 @@
 //! purger) can react without touching the worker. Published to `--events-topic` in the
 //! Pub/Sub mode, printed as JSON lines on stdout in the local mode.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Write;
 
 use google_cloud_pubsub::client::Publisher;
 use google_cloud_pubsub::model::Message;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub const READY: &str = "THUMBNAILS_READY";
 pub const FAILED: &str = "THUMBNAIL_FAILED";
 
+/// Text that is a constant when the worker writes it and owned when a subscriber reads it.
+pub type Text = Cow<'static, str>;
+
 /// One written thumbnail.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutputInfo {
     pub bucket: String,
     pub name: String,
     pub size: u32,
     pub width: u32,
     pub height: u32,
-    pub content_type: &'static str,
+    pub content_type: Text,
     pub bytes: usize,
 }
 
-/// The JSON body of an event.
-#[derive(Debug, Clone, Serialize)]
+/// The JSON body of an event (read back by `thumbd serve` and `thumbd notify`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
-    pub event: &'static str,
+    pub event: Text,
     pub bucket: String,
     pub name: String,
     pub generation: Option<i64>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<OutputInfo>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Text>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
@@ -50,7 +54,7 @@ impl Event {
         if let Some(g) = self.generation {
             a.insert("objectGeneration".into(), g.to_string());
         }
-        if let Some(r) = self.reason {
+        if let Some(r) = &self.reason {
             a.insert("reason".into(), r.to_string());
         }
         a
@@ -62,6 +66,8 @@ pub enum Events {
     Disabled,
     PubSub(Publisher),
     Stdout,
+    /// In-process: `thumbd serve --local` turns them into its live updates.
+    Channel(tokio::sync::mpsc::UnboundedSender<Event>),
 }
 
 impl Events {
@@ -76,6 +82,9 @@ impl Events {
                     .and_then(|_| out.flush())
                     .map_err(|e| e.to_string())
             }
+            Events::Channel(tx) => tx
+                .send(event.clone())
+                .map_err(|_| "the in-process event receiver is gone".to_string()),
             Events::PubSub(publisher) => {
                 let body = serde_json::to_vec(event).map_err(|e| e.to_string())?;
                 let msg = Message::new()
