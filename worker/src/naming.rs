@@ -62,6 +62,9 @@ pub fn failure_key(prefix: &str, object: &str) -> String {
 /// Longest object name Cloud Storage accepts, in bytes of UTF-8.
 pub const MAX_OBJECT_NAME_BYTES: usize = 1024;
 
+/// Longest file name on common local filesystems (ext4, XFS, APFS), in bytes.
+pub const MAX_FILE_NAME_BYTES: usize = 255;
+
 /// An upload's id: 11 hex digits of `0xfff_ffff_ffff - unix milliseconds` (so later uploads
 /// sort first), then 8 random hex digits. Lowercase hex only: safe in URLs and object names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -140,10 +143,14 @@ pub fn upload_id_prefix(prefix: &str, id: UploadId) -> String {
 }
 
 /// The object name of an upload: `<prefix><yyyy>/<mm>/<dd>/<id>-<sanitised name>`, at most
-/// [`MAX_OBJECT_NAME_BYTES`].
+/// [`MAX_OBJECT_NAME_BYTES`], and its last part at most [`MAX_FILE_NAME_BYTES`] (so local mode
+/// can store it as a file).
 pub fn upload_object(prefix: &str, id: UploadId, original: &str) -> String {
     let head = upload_id_prefix(prefix, id);
-    let room = MAX_OBJECT_NAME_BYTES.saturating_sub(head.len());
+    // Also one file name on a local disk (255 bytes), with the id and its dash (20).
+    let room = MAX_OBJECT_NAME_BYTES
+        .saturating_sub(head.len())
+        .min(MAX_FILE_NAME_BYTES - 20);
     format!("{head}{}", sanitize_file_name(original, room))
 }
 
@@ -284,6 +291,9 @@ mod tests {
         assert!(cut.len() <= 1000 && cut.ends_with(".jpeg"), "{}", cut.len());
         let id = UploadId::new(1, 1);
         let object = upload_object("p/", id, &"n".repeat(5000));
-        assert_eq!(object.len(), MAX_OBJECT_NAME_BYTES);
+        let file = object.rsplit('/').next().unwrap();
+        assert_eq!(file.len(), MAX_FILE_NAME_BYTES);
+        let deep = upload_object(&"d/".repeat(500), id, "a.jpg");
+        assert!(deep.len() <= MAX_OBJECT_NAME_BYTES, "{}", deep.len());
     }
 }

@@ -15,6 +15,7 @@ use google_cloud_gax::retry_policy::RetryPolicyExt;
 use google_cloud_storage::client::Storage;
 use serde::Deserialize;
 
+use crate::naming::META_CONTENT_TYPE;
 use crate::service::store::dir::file_generation;
 
 /// One stored object.
@@ -212,6 +213,8 @@ impl GcsBucket {
             .write_object(self.path(), name, data)
             .set_if_generation_match(0)
             .set_content_type(content_type)
+            // As on thumbnails: fake-gcs-server drops the content type.
+            .set_metadata([(META_CONTENT_TYPE, content_type)])
             .send_buffered()
             .await
             .map(|object| object.generation)
@@ -347,8 +350,10 @@ impl DirBucket {
         tokio::fs::create_dir_all(&dir).await.map_err(unavailable)?;
         // Written to a hidden temp file, then hard-linked to its name: the link fails if the
         // name exists (never overwrite), and the watch worker never sees half a file.
-        let file = path.file_name().unwrap_or_default().to_string_lossy();
-        let tmp = dir.join(format!(".{file}.upload-{}", std::process::id()));
+        // A short temp name: the final one may already be the longest a file name can be.
+        static UPLOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = UPLOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".upload-{}-{n}.tmp", std::process::id()));
         tokio::fs::write(&tmp, &data).await.map_err(unavailable)?;
         let linked = tokio::fs::hard_link(&tmp, &path).await;
         let _ = tokio::fs::remove_file(&tmp).await;
