@@ -293,7 +293,7 @@ mod tests {
         let object = upload_object("p/", id, &"n".repeat(5000));
         let file = object.rsplit('/').next().unwrap();
         assert_eq!(file.len(), MAX_FILE_NAME_BYTES);
-        let deep = upload_object(&"d/".repeat(500), id, "a.jpg");
+        let deep = upload_object(&"d/".repeat(450), id, &"a".repeat(300));
         assert!(deep.len() <= MAX_OBJECT_NAME_BYTES, "{}", deep.len());
     }
 }

@@ -170,6 +170,8 @@ pub enum ServeConfigError {
     EmptyToken,
     #[error("--{0} must be at least 1")]
     Zero(&'static str),
+    #[error("--upload-prefix is {0} bytes; at most 512 leave room for the names under it")]
+    LongPrefix(usize),
     #[error("--upload-prefix `{0}` and --thumbnail-prefix `{1}` overlap in one folder")]
     Overlap(String, String),
 }
@@ -216,6 +218,9 @@ impl ServeArgs {
                 }
             }
         };
+        if self.upload_prefix.len() > 512 {
+            return Err(ServeConfigError::LongPrefix(self.upload_prefix.len()));
+        }
         if self.auth_token.as_deref() == Some("") {
             return Err(ServeConfigError::EmptyToken);
         }
