@@ -234,7 +234,7 @@ async function uploadAndWatch() {
     assert.equal(shown.state, 'ready');
     assert.ok(shown.naturalWidth > 0 && shown.naturalHeight > 0, `${name}: the thumbnail decoded`);
     assert.match(shown.src, new RegExp(`^/api/images/${shown.id}/thumbnails/[^/]+$`), `${name}: URL`);
-    assert.equal(shown.alt, name, 'the thumbnail is described by its file name');
+    assert.equal(shown.alt, `Thumbnail of ${name}`, 'the thumbnail is described by its file name');
     thumbnails.push(shown);
   }
 

@@ -217,7 +217,7 @@ class Card {
     this.setState('ready', '');
     const img = el('img', {
       src: thumbnail.url,
-      alt: image.name || this.name,
+      alt: `Thumbnail of ${image.name || this.name}`,
       width: thumbnail.width,
       height: thumbnail.height,
       loading: 'lazy',
