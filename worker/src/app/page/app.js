@@ -214,6 +214,8 @@ class Card {
       this.setState('failed', 'The server lists no thumbnail for this image.');
       return;
     }
+    const shown = this.thumb.querySelector('img');
+    if (this.el.dataset.state === 'ready' && shown?.getAttribute('src') === thumbnail.url) return;
     this.setState('ready', '');
     const img = el('img', {
       src: thumbnail.url,
