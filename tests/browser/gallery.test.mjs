@@ -121,6 +121,23 @@ async function tabToFilePicker() {
   return null;
 }
 
+test('the page and its assets carry the CSP and weigh at most 100 KB', async () => {
+  let total = 0;
+  for (const asset of ['/', '/assets/app.js', '/assets/app.css']) {
+    const response = await fetch(new URL(asset, baseUrl));
+    assert.equal(response.status, 200, asset);
+    total += (await response.arrayBuffer()).byteLength;
+    if (asset === '/') {
+      const csp = response.headers.get('content-security-policy') || '';
+      for (const directive of ["default-src 'self'", "script-src 'self'", "style-src 'self'"]) {
+        assert.ok(csp.includes(directive), `/ has a Content-Security-Policy with ${directive}: "${csp}"`);
+      }
+    }
+  }
+  assert.ok(total <= 100 * 1024, `the page weighs ${total} bytes`);
+  console.log(`page: ${total} bytes`);
+});
+
 test('the file picker is a labelled input, reached with Tab, with a visible focus', async () => {
   const presses = await tabToFilePicker();
   assert.ok(presses, 'Tab never reached the file input');
