@@ -312,7 +312,7 @@ async function rejectionOf(file) {
     response = await fetch(new URL(`/api/images?name=${encodeURIComponent(name)}`, baseUrl), {
       method: 'POST',
       headers: {
-        'Content-Type': 'text/plain',
+        'Content-Type': 'application/octet-stream', // as the page sends a non-image file
         ...(authToken ? { Authorization: `Bearer ${authToken}` } : {}),
       },
       body: fs.readFileSync(file),

@@ -378,8 +378,10 @@ function send(card) {
   return new Promise((resolve) => {
     const xhr = new XMLHttpRequest();
     xhr.open('POST', `/api/images?name=${encodeURIComponent(card.file.name)}`);
-    // The server sniffs the bytes; the type only has to be something other than multipart.
-    xhr.setRequestHeader('Content-Type', card.file.type || 'application/octet-stream');
+    // The server sniffs the bytes and takes image/* or application/octet-stream: anything else
+    // (a .txt is text/plain) goes as octet-stream, so a wrong file gets "not an image" back.
+    const type = card.file.type.startsWith('image/') ? card.file.type : 'application/octet-stream';
+    xhr.setRequestHeader('Content-Type', type);
     for (const [name, value] of Object.entries(authHeaders())) xhr.setRequestHeader(name, value);
     xhr.upload.addEventListener('progress', (event) => {
       if (event.lengthComputable && event.total > 0) card.setProgress(event.loaded / event.total);
