@@ -12,8 +12,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
+use common::serve::Serve;
 use common::*;
 
 /// One browser run at a time: they share `tests/browser/node_modules` and two cores.
@@ -38,57 +38,11 @@ fn screenshot(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// A running `thumbd serve`.
-struct Serve {
-    proc: Proc,
-    url: String,
-}
-
-impl Serve {
-    /// Starts `thumbd serve ARGS` on a free port and waits up to 60 s for `/readyz`.
-    async fn start(args: &[&str], envs: &[(&str, String)], log: PathBuf) -> Serve {
-        let port = free_port();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_thumbd"));
-        cmd.arg("serve")
-            .args(args)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--size", SIZES])
-            .env("RUST_LOG", "info")
-            .env_remove("THUMBD_SIZE")
-            .env_remove("THUMBD_AUTH_TOKEN");
-        for (key, value) in envs {
-            cmd.env(key, value);
-        }
-        let mut proc = Proc::spawn("thumbd serve", cmd, log);
-        let url = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let ready = http()
-                .get(format!("{url}/readyz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ready {
-                return Serve { proc, url };
-            }
-            if let Some(status) = proc.wait_timeout(Duration::ZERO) {
-                panic!("thumbd serve exited ({status}):\n{}", proc.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "thumbd serve was not ready in 60 s:\n{}",
-                proc.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
 /// Runs `tests/browser/run` against `serve`; panics with its output (and the server's log)
 /// if the page test fails.
 async fn browser_test(serve: &Serve, token: Option<&str>, shot: PathBuf) {
     let mut cmd = Command::new(repo_root().join("tests/browser/run"));
-    cmd.env("THUMBD_SERVE_URL", &serve.url)
+    cmd.env("THUMBD_SERVE_URL", serve.url(""))
         .env("THUMBD_SCREENSHOT", &shot)
         .env_remove("THUMBD_AUTH_TOKEN");
     if let Some(token) = token {
@@ -120,7 +74,7 @@ async fn gallery_in_local_mode() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let serve = Serve::start(
-        &["--local", data.to_str().unwrap()],
+        &["--local", data.to_str().unwrap(), "--size", SIZES],
         &[],
         dir.path().join("serve.log"),
     )
@@ -162,6 +116,8 @@ async fn gallery_on_the_emulators_with_a_token() {
             "thumbnails",
             "--events-subscription",
             &events,
+            "--size",
+            SIZES,
         ],
         &[
             ("PUBSUB_EMULATOR_HOST", env.pubsub.host()),

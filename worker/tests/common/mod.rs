@@ -13,6 +13,7 @@
 
 pub mod cgroup;
 pub mod deployment;
+pub mod serve;
 
 use std::collections::HashMap;
 use std::io::Read;
