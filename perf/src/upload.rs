@@ -252,7 +252,7 @@ async fn measure(args: UploadArgs) -> Result<()> {
     for i in 0..args.pairs + 2 {
         let t = Instant::now();
         store
-            .create(&format!("direct/{i}.jpg"), "image/jpeg", data.clone())
+            .create(&format!("direct/{i}.jpg"), "image/jpeg", vec![data.clone()])
             .await
             .map_err(|e| anyhow::anyhow!("storage write: {e}"))?;
         let d = t.elapsed().as_secs_f64() * 1000.0;
