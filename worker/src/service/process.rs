@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 
 use super::admission::Admission;
 use super::estimate::{estimate, estimate_declined, EstimateParts};
-use super::events::{Event, Events, OutputInfo, FAILED, READY};
+use super::events::{Event, EventKind, Events, OutputInfo};
 use super::fate::{decide, Fate, JobError, Outcome, Skip};
 use super::message::{Job, Origin};
 use super::metrics::Metrics;
@@ -347,7 +347,7 @@ impl<S: Store> Pipeline<S> {
                 size: thumb.size,
                 width: thumb.width,
                 height: thumb.height,
-                content_type: thumb.format.mime_type(),
+                content_type: thumb.format.mime_type().into(),
                 bytes: thumb.data.len(),
             });
         }
@@ -365,7 +365,7 @@ impl<S: Store> Pipeline<S> {
         let count = outputs.len();
         self.events
             .publish(&Event {
-                event: READY,
+                event: EventKind::Ready,
                 bucket: job.bucket.clone(),
                 name: job.name.clone(),
                 generation: Some(source.generation),
@@ -481,12 +481,12 @@ impl<S> Pipeline<S> {
                 );
                 if decision.failure_event {
                     let event = Event {
-                        event: FAILED,
+                        event: EventKind::Failed,
                         bucket: bucket.to_string(),
                         name: name.to_string(),
                         generation,
                         outputs: Vec::new(),
-                        reason: Some(decision.reason),
+                        reason: Some(decision.reason.into()),
                         error: Some(error.to_string()),
                     };
                     if let Err(e) = self.events.publish(&event).await {
