@@ -10,15 +10,18 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        // A pod's log is read line by line: a worker's bad flag or THUMBD_* value (say, from
-        // a ConfigMap) is one line and exit code 2, as the worker's own checks report.
-        Err(err) if err.use_stderr() && std::env::args().nth(1).as_deref() == Some("worker") => {
-            eprintln!(
-                "thumbd worker: invalid configuration: {}",
-                one_line(&err.render().to_string())
-            );
-            return ExitCode::from(2);
-        }
+        // A pod's log is read line by line: a service's bad flag or THUMBD_* value (say, from
+        // a ConfigMap) is one line and exit code 2, as the services' own checks report.
+        Err(err) if err.use_stderr() => match std::env::args().nth(1).as_deref() {
+            Some(command @ ("worker" | "notify")) => {
+                eprintln!(
+                    "thumbd {command}: invalid configuration: {}",
+                    one_line(&err.render().to_string())
+                );
+                return ExitCode::from(2);
+            }
+            _ => err.exit(),
+        },
         Err(err) => err.exit(),
     };
     // Freed decode buffers go back to the OS at once (see `alloc.rs` for the measurements).
@@ -29,6 +32,14 @@ fn main() -> ExitCode {
             Ok(()) => Ok(ExitCode::SUCCESS),
             Err(err @ thumbd::service::WorkerError::Config(_)) => {
                 eprintln!("thumbd worker: {err}");
+                return ExitCode::from(2);
+            }
+            Err(err) => Err(anyhow::Error::new(err)),
+        },
+        Command::Notify(args) => match thumbd::notify::run(*args) {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(err @ thumbd::notify::NotifyError::Config(_)) => {
+                eprintln!("thumbd notify: {err}");
                 return ExitCode::from(2);
             }
             Err(err) => Err(anyhow::Error::new(err)),
