@@ -294,7 +294,16 @@ async fn a_mail_server_outage_nacks_until_it_is_back_then_mails_once() {
 
     // The server is back: the next delivery is mailed, once.
     sink.start();
+    let back = Instant::now();
     let mails = sink.wait_for(1, LONG).await;
+    eprintln!(
+        "mailed {:.1} s after the server came back, after {} failed sends",
+        back.elapsed().as_secs_f64(),
+        notify
+            .metric_total("thumbd_notify_smtp_errors_total")
+            .await
+            .unwrap_or(0.0)
+    );
     let mail = only_mail(&mails, "Thumbnails ready: in/cat.jpg");
     assert_addressed(mail);
     assert!(
@@ -445,5 +454,64 @@ fn bad_configuration_exits_2_with_one_line() {
             started.elapsed() < Duration::from_secs(5),
             "{what} was slow"
         );
+    }
+}
+
+/// A measurement, not a check: mails per second to the local sink at `--concurrency` 1 and 4,
+/// from the first publish to the last ack
+/// (`cargo test --workspace --test notify -- --ignored --nocapture`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn measure_mail_throughput() {
+    const EVENTS: i64 = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let pubsub = PubSubEmulator::start(dir.path()).await;
+    for concurrency in ["1", "4"] {
+        let run = dir.path().join(format!("concurrency-{concurrency}"));
+        std::fs::create_dir(&run).unwrap();
+        let topic = format!("events-{concurrency}");
+        pubsub.create_topic(&topic).await;
+        let sub = pubsub
+            .create_subscription(&topic, &format!("notify-{concurrency}"), None)
+            .await;
+        let mut sink = SmtpSink::new(&run, free_port());
+        sink.start();
+        let smtp = format!("127.0.0.1:{}", sink.port);
+        let args = ["--smtp", &smtp, "--smtp-tls", "none"];
+        let args = [&args[..], &["--concurrency", concurrency]].concat();
+        let notify = notify_with(&pubsub, &run, &sub, &args, &[]).await;
+        let publisher = pubsub.publisher(&topic).await;
+        let started = Instant::now();
+        let published: Vec<_> = (0..EVENTS)
+            .map(|generation| {
+                let event = Event {
+                    event: EventKind::Ready,
+                    bucket: "photos".into(),
+                    name: format!("in/{generation}.jpg"),
+                    generation: Some(generation),
+                    outputs: Vec::new(),
+                    reason: None,
+                    error: None,
+                };
+                let data = serde_json::to_vec(&event).unwrap();
+                publisher.publish(google_cloud_pubsub::model::Message::new().set_data(data))
+            })
+            .collect();
+        for p in published {
+            p.await.expect("publishing");
+        }
+        wait_metric(&notify, sent_sample(), EVENTS as f64, LONG).await;
+        let seconds = started.elapsed().as_secs_f64();
+        let sends = notify
+            .metric("thumbd_notify_send_seconds_sum")
+            .await
+            .unwrap_or(0.0);
+        eprintln!(
+            "--concurrency {concurrency}: {EVENTS} mails in {seconds:.1} s = {:.0} mails/s; \
+             mean send {:.1} ms",
+            EVENTS as f64 / seconds,
+            sends / EVENTS as f64 * 1000.0
+        );
+        assert_eq!(sink.mails().len(), EVENTS as usize);
     }
 }
