@@ -53,6 +53,17 @@ pub struct ImageInfo {
 }
 
 impl ImageInfo {
+    /// Refuses, from the header alone, what no decoder here reads: callers that store an
+    /// image for later (an upload) can refuse it now rather than fail it later.
+    pub fn check_decodable(&self) -> Result<(), Error> {
+        if self.jpeg_coding == Some(JpegCoding::Arithmetic) {
+            return Err(Error::Unsupported(
+                "arithmetic-coded JPEG (zune-jpeg decodes Huffman-coded JPEG only)".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Pixel count declared by the header.
     pub fn pixels(&self) -> u64 {
         u64::from(self.width) * u64::from(self.height)

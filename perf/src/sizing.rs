@@ -528,7 +528,15 @@ pub fn burst_plan(capacity: f64, steady_pods: usize, target_rate: f64, mix: &Mix
     if a.node_startup_s > 0 {
         changes.push((spare_name.clone(), spare.clone()));
     }
-    if !a.cpu_metric {
+    if a.cpu_metric {
+        changes.push((
+            "backlog metric alone (no CPU metric)".into(),
+            Autoscaling {
+                cpu_metric: false,
+                ..a.clone()
+            },
+        ));
+    } else {
         let cpu = format!("+ CPU metric at {:.0} %", a.target_cpu_utilization * 100.0);
         changes.push((
             cpu.clone(),
@@ -770,11 +778,23 @@ mod tests {
         assert_eq!(b.pods_for_burst_at_target, 17);
         assert_eq!(b.pods_without_backlog, 9);
         assert_eq!(b.burst_rate, 300.0);
-        // At the worst start the HPA reacts only once a sample of the burst is visible.
+        // The CPU metric reacts at the first sync of the burst; the backlog metric alone,
+        // at the worst start, only once a sample of the burst is visible.
         let first = b.outcome.first_scale_up_s.unwrap();
-        assert!(first >= 60 + 120, "first scale-up at {first} s");
+        assert!(first <= 30, "first scale-up at {first} s");
+        let alone = b
+            .variants
+            .iter()
+            .find(|v| v.name == "backlog metric alone (no CPU metric)")
+            .unwrap();
+        let first = alone.outcome.first_scale_up_s.unwrap();
+        assert!(
+            first >= 60 + 120,
+            "backlog alone: first scale-up at {first} s"
+        );
         assert!(b.outcome.peak_pods <= 20 && b.outcome.peak_backlog > 0.0);
-        assert!(b.outcome.backlog_empty_at_s.unwrap() > 300);
+        assert!(alone.outcome.backlog_empty_at_s.unwrap() > 300);
+        assert!(b.outcome.peak_backlog < alone.outcome.peak_backlog);
         assert!(!b.timeline.is_empty() && !b.per_second.is_empty());
         // minReplicas at the no-backlog pod count absorbs the burst.
         let floor = b

@@ -37,6 +37,18 @@ pub enum Command {
     /// (SIGTERM/SIGINT), 1 on a runtime failure, 2 on invalid configuration.
     Worker(Box<crate::service::config::WorkerArgs>),
 
+    /// Run the application: a gallery page and an upload API in front of the worker.
+    ///
+    /// Clients upload images (checked from their header before anything is stored), watch
+    /// thumbnails appear live, and list recent uploads. `--local DIR` runs everything in this
+    /// process with folders; otherwise uploads go to `--upload-bucket`, thumbnails are read
+    /// from `--thumbnail-bucket`, and live updates come from `--events-subscription` (the
+    /// worker's events). Every flag has a `THUMBD_*` environment variable; the standard
+    /// `PUBSUB_EMULATOR_HOST` and `STORAGE_EMULATOR_HOST` switch to the emulators. Exit
+    /// status: 0 after a clean shutdown (SIGTERM/SIGINT), 1 on a runtime failure, 2 on invalid
+    /// configuration.
+    Serve(Box<crate::app::config::ServeArgs>),
+
     /// Mail one message per ready or failed image: pulls a subscription on the worker's
     /// `--events-topic` and sends through an SMTP server.
     ///

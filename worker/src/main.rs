@@ -10,18 +10,16 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        // A pod's log is read line by line: a service's bad flag or THUMBD_* value (say, from
-        // a ConfigMap) is one line and exit code 2, as the services' own checks report.
-        Err(err) if err.use_stderr() => match std::env::args().nth(1).as_deref() {
-            Some(command @ ("worker" | "notify")) => {
-                eprintln!(
-                    "thumbd {command}: invalid configuration: {}",
-                    one_line(&err.render().to_string())
-                );
-                return ExitCode::from(2);
-            }
-            _ => err.exit(),
-        },
+        // A pod's log is read line by line: a worker's bad flag or THUMBD_* value (say, from
+        // a ConfigMap) is one line and exit code 2, as the worker's own checks report.
+        Err(err) if err.use_stderr() && is_service(std::env::args().nth(1).as_deref()) => {
+            eprintln!(
+                "thumbd {}: invalid configuration: {}",
+                std::env::args().nth(1).unwrap_or_default(),
+                one_line(&err.render().to_string())
+            );
+            return ExitCode::from(2);
+        }
         Err(err) => err.exit(),
     };
     // Freed decode buffers go back to the OS at once (see `alloc.rs` for the measurements).
@@ -32,6 +30,14 @@ fn main() -> ExitCode {
             Ok(()) => Ok(ExitCode::SUCCESS),
             Err(err @ thumbd::service::WorkerError::Config(_)) => {
                 eprintln!("thumbd worker: {err}");
+                return ExitCode::from(2);
+            }
+            Err(err) => Err(anyhow::Error::new(err)),
+        },
+        Command::Serve(args) => match thumbd::app::run(*args) {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(err) if err.is_config() => {
+                eprintln!("thumbd serve: {err}");
                 return ExitCode::from(2);
             }
             Err(err) => Err(anyhow::Error::new(err)),
@@ -52,6 +58,11 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The long-running subcommands, whose logs are read line by line.
+fn is_service(subcommand: Option<&str>) -> bool {
+    matches!(subcommand, Some("worker" | "serve" | "notify"))
 }
 
 /// clap's multi-line error as one line, without its "error:" label and "--help" hint.

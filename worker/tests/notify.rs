@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::smtp::{localhost_certificate, Mail, SmtpSink};
 use common::*;
-use thumbd::service::events::{Event, EventKind, OutputInfo};
+use thumbd::service::events::{Event, OutputInfo, FAILED, READY};
 
 const LONG: Duration = Duration::from_secs(120);
 const FROM: &str = "thumbd <thumbd@example.com>";
@@ -251,7 +251,7 @@ async fn a_mail_server_outage_nacks_until_it_is_back_then_mails_once() {
     let notify = notify(&pubsub, dir.path(), &sub, sink.port).await;
 
     let event = Event {
-        event: EventKind::Ready,
+        event: READY.into(),
         bucket: "photos".into(),
         name: "in/cat.jpg".into(),
         generation: Some(42),
@@ -351,7 +351,7 @@ async fn starttls_mails_only_to_a_trusted_server() {
     let untrusting = notify_with(&pubsub, dir.path(), &untrusting_sub, &args, &[]).await;
 
     let event = Event {
-        event: EventKind::Failed,
+        event: FAILED.into(),
         bucket: "photos".into(),
         name: "in/bad.jpg".into(),
         generation: Some(7),
@@ -485,7 +485,7 @@ async fn measure_mail_throughput() {
         let published: Vec<_> = (0..EVENTS)
             .map(|generation| {
                 let event = Event {
-                    event: EventKind::Ready,
+                    event: READY.into(),
                     bucket: "photos".into(),
                     name: format!("in/{generation}.jpg"),
                     generation: Some(generation),

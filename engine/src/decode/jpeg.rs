@@ -26,11 +26,7 @@ pub(super) fn decode(
     shrink: u32,
     limits: &Limits,
 ) -> Result<Decoded, Error> {
-    if info.jpeg_coding == Some(JpegCoding::Arithmetic) {
-        return Err(Error::Unsupported(
-            "arithmetic-coded JPEG (zune-jpeg decodes Huffman-coded JPEG only)".into(),
-        ));
-    }
+    info.check_decodable()?;
     let (decoder, input) = read_headers(data)?;
     let options = lenient_options();
     let model = color_model(input);

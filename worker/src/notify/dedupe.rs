@@ -14,7 +14,8 @@ use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
-use crate::service::events::{Event, EventKind};
+use super::mail::Notice;
+use crate::service::events::EventKind;
 
 /// What identifies one event: the same image's same outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -26,12 +27,12 @@ pub struct Key {
 }
 
 impl Key {
-    pub fn of(event: &Event) -> Key {
+    pub fn of(notice: &Notice) -> Key {
         Key {
-            event: event.event,
-            bucket: event.bucket.clone(),
-            name: event.name.clone(),
-            generation: event.generation,
+            event: notice.kind,
+            bucket: notice.event.bucket.clone(),
+            name: notice.event.name.clone(),
+            generation: notice.event.generation,
         }
     }
 }

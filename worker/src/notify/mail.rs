@@ -9,6 +9,23 @@ use lettre::Message;
 
 use crate::service::events::{Event, EventKind};
 
+/// One of thumbd's two events, read from a message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    pub kind: EventKind,
+    pub event: Event,
+}
+
+impl Notice {
+    /// Why not, for a body that is not JSON or not one of thumbd's events.
+    pub fn parse(data: &[u8]) -> Result<Notice, String> {
+        let event: Event = serde_json::from_slice(data).map_err(|e| e.to_string())?;
+        let kind = EventKind::of(&event)
+            .ok_or_else(|| format!("`{}` is not a thumbd event", printable(&event.event)))?;
+        Ok(Notice { kind, event })
+    }
+}
+
 /// Who a mail is from and to (validated at start).
 #[derive(Debug, Clone)]
 pub struct Addresses {
@@ -16,15 +33,16 @@ pub struct Addresses {
     pub to: Vec<Mailbox>,
 }
 
-pub fn subject(event: &Event) -> String {
-    let name = printable(&event.name);
-    match event.event {
+pub fn subject(notice: &Notice) -> String {
+    let name = printable(&notice.event.name);
+    match notice.kind {
         EventKind::Ready => format!("Thumbnails ready: {name}"),
         EventKind::Failed => format!("Thumbnail failed: {name}"),
     }
 }
 
-pub fn body(event: &Event) -> String {
+pub fn body(notice: &Notice) -> String {
+    let event = &notice.event;
     let source = format!(
         "gs://{}/{}{}",
         printable(&event.bucket),
@@ -36,7 +54,7 @@ pub fn body(event: &Event) -> String {
     );
     let mut out = String::new();
     // Writing to a String cannot fail.
-    match event.event {
+    match notice.kind {
         EventKind::Ready => {
             let _ = writeln!(out, "Thumbnails are ready for {source}:\n");
             for o in &event.outputs {
@@ -68,27 +86,28 @@ pub fn body(event: &Event) -> String {
     let _ = write!(
         out,
         "\n-- \nSent by thumbd notify for the {} event.\n",
-        event.event.as_str()
+        notice.kind.as_str()
     );
     out
 }
 
 /// The whole mail. Its Message-ID is derived from the event, so a duplicate mail (sent again
 /// after a restart) carries the same ID, which lets mail clients and archives fold the two.
-pub fn message(event: &Event, addresses: &Addresses) -> Result<Message, lettre::error::Error> {
+pub fn message(notice: &Notice, addresses: &Addresses) -> Result<Message, lettre::error::Error> {
     let mut builder = Message::builder()
         .from(addresses.from.clone())
-        .subject(subject(event))
-        .message_id(Some(message_id(event, &addresses.from)))
+        .subject(subject(notice))
+        .message_id(Some(message_id(notice, &addresses.from)))
         .header(ContentType::TEXT_PLAIN);
     for to in &addresses.to {
         builder = builder.to(to.clone());
     }
-    builder.body(body(event))
+    builder.body(body(notice))
 }
 
-fn message_id(event: &Event, from: &Mailbox) -> String {
-    let kind = match event.event {
+fn message_id(notice: &Notice, from: &Mailbox) -> String {
+    let event = &notice.event;
+    let kind = match notice.kind {
         EventKind::Ready => "ready",
         EventKind::Failed => "failed",
     };
@@ -123,11 +142,20 @@ fn printable(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::events::OutputInfo;
+    use crate::service::events::{OutputInfo, FAILED, READY};
 
-    fn ready() -> Event {
+    /// `event` as read from its JSON.
+    fn notice(event: Event) -> Notice {
+        Notice::parse(&serde_json::to_vec(&event).unwrap()).unwrap()
+    }
+
+    fn ready() -> Notice {
+        notice(ready_event())
+    }
+
+    fn ready_event() -> Event {
         Event {
-            event: EventKind::Ready,
+            event: READY.into(),
             bucket: "photos".into(),
             name: "trips/cat.jpg".into(),
             generation: Some(1700000000000000),
@@ -182,14 +210,31 @@ mod tests {
     }
 
     #[test]
+    fn only_thumbds_events_are_notices() {
+        assert_eq!(ready().kind, EventKind::Ready);
+        assert_eq!(ready().event, ready_event());
+        let stranger = Event {
+            event: "OBJECT_FINALIZE".into(),
+            ..ready_event()
+        };
+        let err = Notice::parse(&serde_json::to_vec(&stranger).unwrap()).unwrap_err();
+        assert_eq!(err, "`OBJECT_FINALIZE` is not a thumbd event");
+        assert!(Notice::parse(b"not json").is_err());
+        assert!(
+            Notice::parse(br#"{"event":"THUMBNAILS_READY"}"#).is_err(),
+            "no bucket"
+        );
+    }
+
+    #[test]
     fn a_failure_mail_gives_the_reason_and_error() {
-        let event = Event {
-            event: EventKind::Failed,
+        let event = notice(Event {
+            event: FAILED.into(),
             outputs: Vec::new(),
             reason: Some("corrupt".into()),
             error: Some("corrupt jpeg: bad marker\r\nBcc: x@evil.example".into()),
-            ..ready()
-        };
+            ..ready_event()
+        });
         assert_eq!(subject(&event), "Thumbnail failed: trips/cat.jpg");
         let body = body(&event);
         assert!(body.contains("No thumbnails could be made of gs://photos/trips/cat.jpg"));
@@ -207,15 +252,15 @@ mod tests {
         assert_eq!(id, message_id(&ready(), &from));
         assert!(id.starts_with("<thumbd.ready.1700000000000000."), "{id}");
         assert!(id.ends_with("@example.com>"), "{id}");
-        let other = Event {
+        let other = notice(Event {
             name: "trips/dog.jpg".into(),
-            ..ready()
-        };
+            ..ready_event()
+        });
         assert_ne!(id, message_id(&other, &from));
-        let failed = Event {
-            event: EventKind::Failed,
-            ..ready()
-        };
+        let failed = notice(Event {
+            event: FAILED.into(),
+            ..ready_event()
+        });
         assert_ne!(id, message_id(&failed, &from));
     }
 

@@ -32,7 +32,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::service::events::Event;
 use crate::service::fate::Fate;
 use crate::service::metrics::FateLabels;
 use crate::service::shutdown::Shutdown;
@@ -40,7 +39,7 @@ use crate::service::source::pubsub::{self, Pull};
 use crate::service::{emulator_env, http, init_logging, WorkerError};
 use config::{Config, ConfigError, NotifyArgs, SmtpTls, PASSWORD_VAR};
 use dedupe::{Claim, Dedupe, Key};
-use mail::Addresses;
+use mail::{Addresses, Notice};
 
 /// Why `thumbd notify` stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -193,21 +192,21 @@ impl Mailer {
 
     /// Mails one event; returns the message's fate and its metrics reason.
     async fn mail(&self, id: &str, data: &[u8]) -> (Fate, &'static str) {
-        let event = match serde_json::from_slice::<Event>(data) {
-            Ok(event) => event,
+        let notice = match Notice::parse(data) {
+            Ok(notice) => notice,
             Err(error) => {
                 tracing::warn!(message_id = id, %error, "not a thumbd event: acked without a mail");
                 return (Fate::Ack, "malformed");
             }
         };
-        let mail = match mail::message(&event, &self.addresses) {
+        let mail = match mail::message(&notice, &self.addresses) {
             Ok(mail) => mail,
             Err(error) => {
                 tracing::warn!(message_id = id, %error, "no mail can be made of this event: acked");
                 return (Fate::Ack, "malformed");
             }
         };
-        let kind = event.event.as_str();
+        let (kind, event) = (notice.kind.as_str(), &notice.event);
         let waited = tokio::select! {
             biased;
             _ = self.shutdown.wait() => None,
@@ -219,7 +218,7 @@ impl Mailer {
         let claim = tokio::select! {
             biased;
             _ = self.shutdown.wait() => return (Fate::Nack, "shutdown"),
-            claim = self.dedupe.claim(Key::of(&event)) => claim,
+            claim = self.dedupe.claim(Key::of(&notice)) => claim,
         };
         let claimed = match claim {
             Claim::Duplicate => {

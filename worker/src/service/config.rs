@@ -445,7 +445,7 @@ impl WorkerArgs {
 }
 
 /// `projects/P/<kind>/NAME` with non-empty P and NAME.
-pub(crate) fn is_resource_name(s: &str, kind: &str) -> bool {
+pub fn is_resource_name(s: &str, kind: &str) -> bool {
     let parts: Vec<&str> = s.split('/').collect();
     parts.len() == 4
         && parts[0] == "projects"

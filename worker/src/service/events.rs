@@ -1,7 +1,6 @@
 //! "thumbnails ready" / "thumbnail failed" events, so other services (a mail sender, a CDN
 //! purger) can react without touching the worker. Published to `--events-topic` in the
-//! Pub/Sub mode, printed as JSON lines on stdout in the local mode. `thumbd notify` reads them
-//! back with the same types.
+//! Pub/Sub mode, printed as JSON lines on stdout in the local mode.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -14,17 +13,23 @@ use serde::{Deserialize, Serialize};
 pub const READY: &str = "THUMBNAILS_READY";
 pub const FAILED: &str = "THUMBNAIL_FAILED";
 
-/// Which event: the `event` field of the body and the `eventType` attribute. Any other value
-/// is refused when an event is read back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// The two kinds of event, for a subscriber that tells them apart (`thumbd notify`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventKind {
-    #[serde(rename = "THUMBNAILS_READY")]
     Ready,
-    #[serde(rename = "THUMBNAIL_FAILED")]
     Failed,
 }
 
 impl EventKind {
+    /// `None` for any other `event` value: not one of thumbd's events.
+    pub fn of(event: &Event) -> Option<EventKind> {
+        match event.event.as_ref() {
+            READY => Some(EventKind::Ready),
+            FAILED => Some(EventKind::Failed),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::Ready => READY,
@@ -33,31 +38,32 @@ impl EventKind {
     }
 }
 
+/// Text that is a constant when the worker writes it and owned when a subscriber reads it.
+pub type Text = Cow<'static, str>;
+
 /// One written thumbnail.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutputInfo {
     pub bucket: String,
     pub name: String,
     pub size: u32,
     pub width: u32,
     pub height: u32,
-    /// Borrowed when the worker writes it, owned when read back.
-    pub content_type: Cow<'static, str>,
+    pub content_type: Text,
     pub bytes: usize,
 }
 
-/// The JSON body of an event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The JSON body of an event (read back by `thumbd serve` and `thumbd notify`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
-    pub event: EventKind,
+    pub event: Text,
     pub bucket: String,
     pub name: String,
     pub generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<OutputInfo>,
-    /// A failure's kind, the `reason` label of `thumbd_messages_total`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<Cow<'static, str>>,
+    pub reason: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -66,7 +72,7 @@ impl Event {
     /// Attributes mirror Cloud Storage notifications so subscribers can filter on them.
     fn attributes(&self) -> HashMap<String, String> {
         let mut a = HashMap::from([
-            ("eventType".to_string(), self.event.as_str().to_string()),
+            ("eventType".to_string(), self.event.to_string()),
             ("bucketId".to_string(), self.bucket.clone()),
             ("objectId".to_string(), self.name.clone()),
         ]);
@@ -85,6 +91,8 @@ pub enum Events {
     Disabled,
     PubSub(Publisher),
     Stdout,
+    /// In-process: `thumbd serve --local` turns them into its live updates.
+    Channel(tokio::sync::mpsc::UnboundedSender<Event>),
 }
 
 impl Events {
@@ -99,6 +107,9 @@ impl Events {
                     .and_then(|_| out.flush())
                     .map_err(|e| e.to_string())
             }
+            Events::Channel(tx) => tx
+                .send(event.clone())
+                .map_err(|_| "the in-process event receiver is gone".to_string()),
             Events::PubSub(publisher) => {
                 let body = serde_json::to_vec(event).map_err(|e| e.to_string())?;
                 let msg = Message::new()
@@ -121,7 +132,7 @@ mod tests {
     #[test]
     fn events_read_back_as_written() {
         let ready = Event {
-            event: EventKind::Ready,
+            event: READY.into(),
             bucket: "photos".into(),
             name: "cat.jpg".into(),
             generation: Some(17),
@@ -138,26 +149,25 @@ mod tests {
             error: None,
         };
         let failed = Event {
-            event: EventKind::Failed,
+            event: FAILED.into(),
             outputs: Vec::new(),
             reason: Some("corrupt".into()),
             error: Some("corrupt jpeg".into()),
             ..ready.clone()
         };
-        for event in [ready, failed] {
+        for (event, kind) in [(ready, EventKind::Ready), (failed, EventKind::Failed)] {
             let json = serde_json::to_string(&event).unwrap();
-            assert_eq!(
-                serde_json::from_str::<Event>(&json).unwrap(),
-                event,
-                "{json}"
-            );
-            assert_eq!(event.attributes()["eventType"], event.event.as_str());
+            let read: Event = serde_json::from_str(&json).unwrap();
+            assert_eq!(read, event, "{json}");
+            assert_eq!(EventKind::of(&read), Some(kind));
+            assert_eq!(event.attributes()["eventType"], kind.as_str());
         }
     }
 
     #[test]
-    fn an_unknown_event_kind_is_refused() {
+    fn other_event_kinds_are_not_thumbds() {
         let body = r#"{"event":"OBJECT_FINALIZE","bucket":"b","name":"n","generation":1}"#;
-        assert!(serde_json::from_str::<Event>(body).is_err());
+        let event: Event = serde_json::from_str(body).unwrap();
+        assert_eq!(EventKind::of(&event), None);
     }
 }

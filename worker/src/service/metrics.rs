@@ -46,7 +46,14 @@ fn stage_histogram() -> Histogram {
 
 impl Metrics {
     pub fn new() -> Self {
+        Self::with(|_| {})
+    }
+
+    /// The worker's metrics, and whatever `more` registers beside them on the same `/metrics`
+    /// (`thumbd serve` adds its own).
+    pub fn with(more: impl FnOnce(&mut Registry)) -> Self {
         let mut registry = Registry::with_prefix("thumbd");
+        more(&mut registry);
         let received = Counter::default();
         let settled = Family::<FateLabels, Counter>::default();
         let ack_failures = Family::<FateLabels, Counter>::default();

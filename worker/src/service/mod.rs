@@ -85,7 +85,7 @@ pub fn run(args: WorkerArgs) -> Result<(), WorkerError> {
 }
 
 /// Logs on stderr as text or JSON lines; the level from `RUST_LOG` (default info).
-pub(crate) fn init_logging(format: LogFormat) {
+pub fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -107,7 +107,37 @@ async fn serve(config: Config) -> Result<(), WorkerError> {
     let (addr, _server) =
         http::serve(config.listen, metrics.registry.clone(), ready.clone()).await?;
     tracing::info!(%addr, "serving /healthz /readyz /metrics");
+    work(
+        &config,
+        Surroundings {
+            metrics,
+            shutdown,
+            ready,
+            local_events: Events::Stdout,
+        },
+    )
+    .await
+}
 
+/// What the pipeline runs within: the worker's own process, or `thumbd serve --local`, which
+/// embeds the watch mode and takes its events in-process.
+pub struct Surroundings {
+    pub metrics: Metrics,
+    pub shutdown: Shutdown,
+    /// Set once work is being pulled.
+    pub ready: Arc<AtomicBool>,
+    /// Where the watch mode's events go (the Pub/Sub mode publishes to `--events-topic`).
+    pub local_events: Events,
+}
+
+/// Runs the pipeline from `config`'s source until shutdown.
+pub async fn work(config: &Config, around: Surroundings) -> Result<(), WorkerError> {
+    let Surroundings {
+        metrics,
+        shutdown,
+        ready,
+        local_events,
+    } = around;
     let t = config.tuning;
     let pool = EnginePool::start(
         t.threads,
@@ -160,7 +190,7 @@ async fn serve(config: Config) -> Result<(), WorkerError> {
                 }
             };
             let client = source::pubsub::subscriber(pubsub_endpoint.as_deref()).await?;
-            let admission = admit(&config, &metrics);
+            let admission = admit(config, &metrics);
             let pipeline = Arc::new(Pipeline {
                 store,
                 settings: Settings {
@@ -176,11 +206,11 @@ async fn serve(config: Config) -> Result<(), WorkerError> {
                 metrics,
                 shutdown,
             });
-            source::pubsub::run(&config, subscription, client, pipeline, ready).await
+            source::pubsub::run(config, subscription, client, pipeline, ready).await
         }
         Source::Watch { dir, out } => {
             std::fs::create_dir_all(out)?;
-            let admission = admit(&config, &metrics);
+            let admission = admit(config, &metrics);
             let pipeline = Arc::new(Pipeline {
                 store: DirStore {
                     input: dir.clone(),
@@ -197,7 +227,7 @@ async fn serve(config: Config) -> Result<(), WorkerError> {
                 },
                 pool,
                 admission,
-                events: Events::Stdout,
+                events: local_events,
                 metrics,
                 shutdown,
             });

@@ -16,13 +16,15 @@ use tokio::sync::oneshot;
 
 use super::admission::Admission;
 use super::estimate::{estimate, estimate_declined, EstimateParts};
-use super::events::{Event, EventKind, Events, OutputInfo};
+use super::events::{Event, Events, OutputInfo, FAILED, READY};
 use super::fate::{decide, Fate, JobError, Outcome, Skip};
 use super::message::{Job, Origin};
 use super::metrics::Metrics;
 use super::shutdown::Shutdown;
 use super::store::{Put, SourceRef, Store, StoreError};
-use crate::naming::{is_under_prefix, thumbnail_key, thumbnails_folder};
+use crate::naming::{
+    failure_key, is_under_prefix, thumbnail_key, thumbnails_folder, FailureRecord,
+};
 
 type EngineResult = Result<Vec<Thumbnail>, thumbd_engine::Error>;
 
@@ -225,6 +227,39 @@ impl<S: Store> Pipeline<S> {
         }
     }
 
+    /// Whether a permanent failure of `job` gets a failure record: not for a bucket the worker
+    /// does not serve, nor for a name that cannot name objects, nor for its own outputs (each
+    /// would write into a place that is not this job's).
+    fn records(&self, job: &Job, error: &JobError) -> bool {
+        !matches!(
+            error,
+            JobError::ForbiddenBucket(_) | JobError::InvalidName(_) | JobError::Malformed(_)
+        ) && !self.is_output_object(job)
+    }
+
+    /// Writes the failure record of `job` beside where its thumbnails would be.
+    async fn record_failure(
+        &self,
+        job: &Job,
+        reason: &str,
+        error: &JobError,
+    ) -> Result<(), StoreError> {
+        let bucket = self
+            .settings
+            .output_bucket
+            .as_deref()
+            .unwrap_or(&job.bucket);
+        let record = FailureRecord {
+            source_bucket: job.bucket.clone(),
+            source_object: job.name.clone(),
+            generation: job.generation,
+            reason: reason.to_string(),
+            message: error.to_string(),
+        };
+        let key = failure_key(&self.settings.output_prefix, &job.name);
+        self.store.record_failure(bucket, &key, &record).await
+    }
+
     /// Processes one job to its outcome. Returns only after every output is written and the
     /// ready event published, so the caller may ack on `Ok`.
     pub async fn handle(&self, job: &Job) -> Result<Outcome, JobError> {
@@ -365,7 +400,7 @@ impl<S: Store> Pipeline<S> {
         let count = outputs.len();
         self.events
             .publish(&Event {
-                event: EventKind::Ready,
+                event: READY.into(),
                 bucket: job.bucket.clone(),
                 name: job.name.clone(),
                 generation: Some(source.generation),
@@ -381,7 +416,7 @@ impl<S: Store> Pipeline<S> {
     }
 }
 
-impl<S> Pipeline<S> {
+impl<S: Store> Pipeline<S> {
     /// Runs the engine on `data` within an engine reservation of `estimate`, the decode within
     /// the estimate's bound for it. A JPEG whose reduced decode is declined at decode time
     /// (damage inside its scans, which the header check cannot see) needs a full-size decode
@@ -450,6 +485,8 @@ impl<S> Pipeline<S> {
             (j.bucket.as_str(), j.name.as_str(), j.generation)
         });
         let mut fate = decision.fate;
+        // Why a permanent failure was nacked after all: its report could not be made.
+        let mut unreported = decision.reason;
         match result {
             Ok(outcome) => tracing::info!(
                 message_id,
@@ -479,9 +516,17 @@ impl<S> Pipeline<S> {
                     %error,
                     "permanent failure, acking"
                 );
-                if decision.failure_event {
+                if let Some(job) = job.filter(|j| decision.failure_event && self.records(j, error))
+                {
+                    if let Err(e) = self.record_failure(job, decision.reason, error).await {
+                        tracing::warn!(message_id, error = %e, "failure record not written, nacking");
+                        fate = Fate::Nack;
+                        unreported = "failure_record";
+                    }
+                }
+                if decision.failure_event && fate == Fate::Ack {
                     let event = Event {
-                        event: EventKind::Failed,
+                        event: FAILED.into(),
                         bucket: bucket.to_string(),
                         name: name.to_string(),
                         generation,
@@ -492,15 +537,12 @@ impl<S> Pipeline<S> {
                     if let Err(e) = self.events.publish(&event).await {
                         tracing::warn!(message_id, error = %e, "failure event not published, nacking");
                         fate = Fate::Nack;
+                        unreported = "event_publish";
                     }
                 }
             }
         }
-        let reason = if fate == decision.fate {
-            decision.reason
-        } else {
-            "event_publish"
-        };
+        let reason = unreported;
         self.metrics.settled(fate.as_str(), reason);
         (fate, reason)
     }

@@ -11,6 +11,7 @@ use std::path::{Component, Path, PathBuf};
 use thumbd_engine::Thumbnail;
 
 use super::{Opened, Put, SourceRef, Store, StoreError};
+use crate::naming::FailureRecord;
 
 #[derive(Clone, Debug)]
 pub struct DirStore {
@@ -28,7 +29,7 @@ struct DirRecord {
 const DIR_RECORD: &str = ".thumbd-source.json";
 
 /// Joins a relative object name under `root`, refusing `..` and absolute paths.
-fn safe_join(root: &Path, name: &str) -> Result<PathBuf, StoreError> {
+pub fn safe_join(root: &Path, name: &str) -> Result<PathBuf, StoreError> {
     let rel = Path::new(name);
     if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
         return Err(StoreError::Refused(format!(
@@ -167,6 +168,21 @@ impl Store for DirStore {
             .await
             .map_err(unavailable)?;
         Ok(Put::Written)
+    }
+
+    async fn record_failure(
+        &self,
+        _bucket: &str,
+        key: &str,
+        record: &FailureRecord,
+    ) -> Result<(), StoreError> {
+        let path = safe_join(&self.output, key)?;
+        let dir = path.parent().expect("a key has a parent").to_path_buf();
+        let unavailable =
+            |e: std::io::Error| StoreError::Unavailable(format!("{}: {e}", dir.display()));
+        tokio::fs::create_dir_all(&dir).await.map_err(unavailable)?;
+        let body = serde_json::to_vec(record).expect("serialisable");
+        write_atomically(&path, &body).await.map_err(unavailable)
     }
 
     async fn finish(

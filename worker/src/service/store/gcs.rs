@@ -11,8 +11,8 @@ use thumbd_engine::Thumbnail;
 
 use super::{Opened, Put, SourceRef, Store, StoreError};
 use crate::naming::{
-    META_CONTENT_TYPE, META_HEIGHT, META_SOURCE_BUCKET, META_SOURCE_GENERATION, META_SOURCE_OBJECT,
-    META_WIDTH,
+    FailureRecord, META_CONTENT_TYPE, META_HEIGHT, META_SOURCE_BUCKET, META_SOURCE_GENERATION,
+    META_SOURCE_OBJECT, META_WIDTH,
 };
 
 #[derive(Clone, Debug)]
@@ -238,6 +238,31 @@ impl Store for GcsStore {
         Err(StoreError::Unavailable(format!(
             "{key}: still contended after 8 conditional writes"
         )))
+    }
+
+    async fn record_failure(
+        &self,
+        bucket: &str,
+        key: &str,
+        record: &FailureRecord,
+    ) -> Result<(), StoreError> {
+        let body = Bytes::from(serde_json::to_vec(record).expect("serialisable"));
+        let mut metadata = vec![
+            (META_SOURCE_BUCKET, record.source_bucket.clone()),
+            (META_SOURCE_OBJECT, record.source_object.clone()),
+            (META_CONTENT_TYPE, "application/json".to_string()),
+        ];
+        if let Some(generation) = record.generation {
+            metadata.push((META_SOURCE_GENERATION, generation.to_string()));
+        }
+        self.client
+            .write_object(Self::bucket_path(bucket), key, body)
+            .set_content_type("application/json")
+            .set_metadata(metadata)
+            .send_buffered()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify(&e, false))
     }
 
     async fn finish(&self, _: &str, _: &str, _: &SourceRef) -> Result<(), StoreError> {

@@ -19,6 +19,8 @@ use std::future::Future;
 
 use thumbd_engine::Thumbnail;
 
+use crate::naming::FailureRecord;
+
 pub use dir::DirStore;
 pub use gcs::GcsStore;
 
@@ -127,6 +129,15 @@ pub trait Store: Send + Sync + 'static {
         source: &SourceRef,
         cache_control: &str,
     ) -> impl Future<Output = Result<Put, StoreError>> + Send;
+
+    /// Records a permanent failure at `key` ([`crate::naming::failure_key`]), replacing an
+    /// older record: the one place a reader learns, after any restart, that no thumbnail comes.
+    fn record_failure(
+        &self,
+        bucket: &str,
+        key: &str,
+        record: &FailureRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Called once every thumbnail of `source` under `folder` is written: the local store
     /// records the source there (Cloud Storage needs nothing: each thumbnail carries it).
