@@ -14,6 +14,7 @@
 
 pub mod cgroup;
 pub mod deployment;
+pub mod serve;
 pub mod smtp;
 
 use std::collections::HashMap;
