@@ -114,11 +114,19 @@ async fn uploads_become_thumbnails_and_duplicates_stale_corrupt_and_own_outputs_
     worker
         .wait_settled("ack", engine_error.kind().as_str(), 1.0, LONG)
         .await;
-    assert!(env
-        .gcs
-        .list("photos", "thumbs/in/corrupt.png/")
-        .await
-        .is_empty());
+    // No thumbnail, and the failure recorded where readers find it after any restart.
+    assert_eq!(
+        env.gcs.list("photos", "thumbs/in/corrupt.png/").await,
+        ["thumbs/in/corrupt.png/failed.json"]
+    );
+    let record: serde_json::Value = serde_json::from_slice(
+        &env.gcs
+            .download("photos", "thumbs/in/corrupt.png/failed.json")
+            .await,
+    )
+    .unwrap();
+    assert_eq!(record["reason"], engine_error.kind().as_str(), "{record}");
+    assert_eq!(record["source_object"], "in/corrupt.png", "{record}");
 
     // Ready events list every output with its dimensions.
     let ready = event_bodies(&events, "THUMBNAILS_READY");
