@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # deploy/setup.sh: everything thumbd's worker and its application (`thumbd serve`) need on
-# Google Cloud, from an empty project to both Deployments running. Idempotent: each step looks before it creates, or only adds (IAM
-# bindings, API enablement), so a second run changes nothing and an interrupted run can be
-# run again. Names and values are those of the deployment contract (deploy/README-setup.md).
+# Google Cloud, from an empty project to both Deployments running. Idempotent: each step looks
+# before it creates, or only adds (IAM bindings, API enablement), so a second run changes
+# nothing and an interrupted run can be run again. Names and values are those of the
+# deployment contract (deploy/README-setup.md).
 #
 #   deploy/setup.sh [--dry-run] [--only STEP,...] PROJECT_ID REGION
 #
