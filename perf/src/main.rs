@@ -10,6 +10,7 @@ mod report;
 mod run;
 mod sizing;
 mod stats;
+mod upload;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -42,6 +43,10 @@ enum Cmd {
     /// from its report.json and a mix file (no measuring); rewrite report.json, report.md
     /// and the charts in its folder.
     Burst(BurstArgs),
+    /// Measure what `thumbd serve` adds to an upload against the storage write alone, and
+    /// the throughput of concurrent uploads (fake-gcs-server and the Pub/Sub emulator on
+    /// loopback).
+    Upload(upload::UploadArgs),
     /// Internal: find the files that make thumbnails (spawned by `report`, so decoding the
     /// whole corpus never raises the parent's peak RSS, which every child it spawns inherits
     /// as a floor of its `ru_maxrss`).
@@ -115,6 +120,7 @@ fn main() -> ExitCode {
         Cmd::Scan { dir } => scan(dir),
         Cmd::Report(args) => report(args),
         Cmd::Burst(args) => burst(args),
+        Cmd::Upload(args) => upload::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

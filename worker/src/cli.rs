@@ -48,6 +48,17 @@ pub enum Command {
     /// status: 0 after a clean shutdown (SIGTERM/SIGINT), 1 on a runtime failure, 2 on invalid
     /// configuration.
     Serve(Box<crate::app::config::ServeArgs>),
+
+    /// Mail one message per ready or failed image: pulls a subscription on the worker's
+    /// `--events-topic` and sends through an SMTP server.
+    ///
+    /// Every flag has a `THUMBD_*` environment variable (shown below); the SMTP password is
+    /// read from `THUMBD_SMTP_PASSWORD` only. A message is acked once the mail server accepted
+    /// its mail, nacked (redelivered) when it did not; copies of an event already mailed are
+    /// skipped. `PUBSUB_EMULATOR_HOST` switches to the emulator with anonymous credentials.
+    /// Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 1 on a runtime failure, 2 on
+    /// invalid configuration.
+    Notify(Box<crate::notify::config::NotifyArgs>),
 }
 
 #[derive(Debug, Args)]

@@ -42,6 +42,14 @@ fn main() -> ExitCode {
             }
             Err(err) => Err(anyhow::Error::new(err)),
         },
+        Command::Notify(args) => match thumbd::notify::run(*args) {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(err @ thumbd::notify::NotifyError::Config(_)) => {
+                eprintln!("thumbd notify: {err}");
+                return ExitCode::from(2);
+            }
+            Err(err) => Err(anyhow::Error::new(err)),
+        },
     };
     match result {
         Ok(code) => code,

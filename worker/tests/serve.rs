@@ -8,100 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{corpus, free_port, http, Env, Proc, GCS_TOPIC, PROJECT};
+use common::serve::Serve;
+use common::{corpus, free_port, http, Env, GCS_TOPIC, PROJECT};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TOKEN: &str = "test-token-5f1c";
-
-/// A running `thumbd serve`.
-struct Serve {
-    proc: Proc,
-    port: u16,
-}
-
-impl Serve {
-    fn spawn(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Serve {
-        let port = free_port();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_thumbd"));
-        cmd.arg("serve")
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(args)
-            .env("RUST_LOG", "info,thumbd=debug")
-            .env_remove("THUMBD_SIZE")
-            .env_remove("THUMBD_AUTH_TOKEN");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let n = std::fs::read_dir(dir).map_or(0, |d| d.count());
-        let proc = Proc::spawn("thumbd serve", cmd, dir.join(format!("serve-{n}.log")));
-        Serve { proc, port }
-    }
-
-    async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ready = http()
-                .get(self.url("/readyz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ready {
-                return;
-            }
-            if let Some(status) = self.proc.wait_timeout(Duration::ZERO) {
-                panic!("thumbd serve exited ({status}):\n{}", self.proc.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "not ready in 30 s:\n{}",
-                self.proc.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    async fn upload(&self, name: &str, data: Vec<u8>, token: Option<&str>) -> (u16, Value) {
-        let mut request = http()
-            .post(self.url(&format!("/api/images?name={}", common::encode(name))))
-            .header("content-type", "application/octet-stream")
-            .body(data);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        let response = http().get(self.url(path)).send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    /// Polls the image's state until it is final.
-    async fn settled(&self, id: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let (status, image) = self.get(&format!("/api/images/{id}")).await;
-            assert_eq!(status, 200, "{image}");
-            if image["state"] != "pending" {
-                return image;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{id} still pending after 60 s:\n{}",
-                self.proc.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
 
 /// Reads Server-Sent Events from `/api/events` in the background.
 struct Events {
@@ -227,8 +139,8 @@ async fn cloud_mode_uploads_to_ready_thumbnails_with_live_events() {
         "--max-upload-bytes=2000000",
         "--storage-retry=2",
     ];
-    let mut serve = Serve::spawn(env.dir.path(), &serve_args, &emulators);
-    serve.wait_ready().await;
+    let log = || env.dir.path().join(format!("serve-{}.log", free_port()));
+    let mut serve = Serve::start(&serve_args, &emulators, log()).await;
     let live = Events::open(&serve, Some(TOKEN), None).await;
 
     // Upload → ready, with both thumbnails at their sizes, served with an ETag.
@@ -392,8 +304,7 @@ async fn cloud_mode_uploads_to_ready_thumbnails_with_live_events() {
         .wait_timeout(Duration::from_secs(30))
         .expect("stopped on SIGTERM");
     assert!(exit.success(), "{exit}:\n{}", serve.proc.log_text());
-    let mut serve = Serve::spawn(env.dir.path(), &serve_args, &emulators);
-    serve.wait_ready().await;
+    let serve = Serve::start(&serve_args, &emulators, log()).await;
     assert_eq!(serve.settled(&broken_id).await["state"], "failed");
     assert_eq!(serve.settled(&id).await["state"], "ready");
 }
@@ -447,8 +358,7 @@ async fn local_mode_refuses_hostile_requests_with_typed_errors_and_stores_nothin
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let data_arg = data.to_str().unwrap().to_string();
-    let mut serve = Serve::spawn(
-        tmp.path(),
+    let serve = Serve::start(
         &[
             "--local",
             &data_arg,
@@ -457,8 +367,9 @@ async fn local_mode_refuses_hostile_requests_with_typed_errors_and_stores_nothin
             "--uploads-per-client=1",
         ],
         &[],
-    );
-    serve.wait_ready().await;
+        tmp.path().join("serve.log"),
+    )
+    .await;
     let uploads = data.join("uploads");
     let photo = corpus("plasma_PastelHills_3200x2000.jpg");
     let post = |content_type: Option<&'static str>, body: Vec<u8>| {
@@ -652,8 +563,12 @@ async fn local_mode_refuses_hostile_requests_with_typed_errors_and_stores_nothin
 async fn the_page_is_served_with_its_security_headers() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let mut serve = Serve::spawn(tmp.path(), &["--local", data.to_str().unwrap()], &[]);
-    serve.wait_ready().await;
+    let serve = Serve::start(
+        &["--local", data.to_str().unwrap()],
+        &[],
+        tmp.path().join("serve.log"),
+    )
+    .await;
     let mut total = 0;
     for (path, kind) in [
         ("/", "text/html"),

@@ -341,7 +341,7 @@ async fn store(app: &App, file: Checked) -> Result<Accepted, ApiError> {
     for _ in 0..4 {
         let id = new_id();
         let object = upload_object(&catalog.upload_prefix, id, original);
-        let bytes = file.data.len() as u64;
+        let bytes = file.len;
         match catalog
             .uploads
             .create(&object, file.content_type, file.data.clone())

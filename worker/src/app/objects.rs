@@ -13,6 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use google_cloud_gax::retry_policy::RetryPolicyExt;
 use google_cloud_storage::client::Storage;
+use google_cloud_storage::streaming_source::{Seek, SizeHint, StreamingSource};
 use serde::Deserialize;
 
 use crate::naming::META_CONTENT_TYPE;
@@ -54,13 +55,13 @@ pub enum Bucket {
 }
 
 impl Bucket {
-    /// Writes `name` only if no object has that name (`ifGenerationMatch=0`); returns the new
-    /// object's generation.
+    /// Writes `name` from `data`'s chunks in order, only if no object has that name
+    /// (`ifGenerationMatch=0`); returns the new object's generation.
     pub async fn create(
         &self,
         name: &str,
         content_type: &str,
-        data: Bytes,
+        data: Vec<Bytes>,
     ) -> Result<i64, ObjectError> {
         match self {
             Bucket::Gcs(b) => b.create(name, content_type, data).await,
@@ -207,10 +208,10 @@ impl GcsBucket {
         &self,
         name: &str,
         content_type: &str,
-        data: Bytes,
+        data: Vec<Bytes>,
     ) -> Result<i64, ObjectError> {
         self.client
-            .write_object(self.path(), name, data)
+            .write_object(self.path(), name, Chunks::new(data))
             .set_if_generation_match(0)
             .set_content_type(content_type)
             // As on thumbnails: fake-gcs-server drops the content type.
@@ -317,6 +318,52 @@ impl GcsBucket {
     }
 }
 
+/// An upload's chunks as the client's payload, without copying them into one buffer. (The
+/// crate's own `From<Vec<Bytes>>` source is private, so it cannot be named in an async fn.)
+struct Chunks {
+    all: Vec<Bytes>,
+    left: std::collections::VecDeque<Bytes>,
+}
+
+impl Chunks {
+    fn new(all: Vec<Bytes>) -> Chunks {
+        let left = all.iter().cloned().collect();
+        Chunks { all, left }
+    }
+}
+
+impl StreamingSource for Chunks {
+    type Error = std::io::Error;
+
+    async fn next(&mut self) -> Option<Result<Bytes, Self::Error>> {
+        self.left.pop_front().map(Ok)
+    }
+
+    async fn size_hint(&self) -> Result<SizeHint, Self::Error> {
+        let len = self.all.iter().map(|c| c.len() as u64).sum();
+        Ok(SizeHint::with_exact(len))
+    }
+}
+
+impl Seek for Chunks {
+    type Error = std::io::Error;
+
+    /// A retried write starts again at `offset`.
+    async fn seek(&mut self, offset: u64) -> Result<(), Self::Error> {
+        let mut skip = offset as usize;
+        self.left.clear();
+        for chunk in &self.all {
+            if skip >= chunk.len() {
+                skip -= chunk.len();
+            } else {
+                self.left.push_back(chunk.slice(skip..));
+                skip = 0;
+            }
+        }
+        Ok(())
+    }
+}
+
 async fn auth_headers(
     credentials: &google_cloud_auth::credentials::Credentials,
 ) -> Result<reqwest::header::HeaderMap, ObjectError> {
@@ -342,7 +389,7 @@ impl DirBucket {
         crate::service::store::dir::safe_join(&self.root, name).map_err(|_| ObjectError::NotFound)
     }
 
-    async fn create(&self, name: &str, data: Bytes) -> Result<i64, ObjectError> {
+    async fn create(&self, name: &str, data: Vec<Bytes>) -> Result<i64, ObjectError> {
         let path = self.path_of(name)?;
         let dir = path.parent().expect("an object has a parent").to_path_buf();
         let unavailable =
@@ -354,7 +401,7 @@ impl DirBucket {
         static UPLOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = UPLOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = dir.join(format!(".upload-{}-{n}.tmp", std::process::id()));
-        tokio::fs::write(&tmp, &data).await.map_err(unavailable)?;
+        write_chunks(&tmp, &data).await.map_err(unavailable)?;
         let linked = tokio::fs::hard_link(&tmp, &path).await;
         let _ = tokio::fs::remove_file(&tmp).await;
         match linked {
@@ -405,6 +452,15 @@ impl DirBucket {
         .await
         .map_err(|e| ObjectError::Unavailable(e.to_string()))?
     }
+}
+
+async fn write_chunks(path: &Path, chunks: &[Bytes]) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut file = tokio::fs::File::create(path).await?;
+    for chunk in chunks {
+        file.write_all(chunk).await?;
+    }
+    file.flush().await
 }
 
 fn list_dir(
@@ -499,13 +555,17 @@ mod tests {
             "2026/12/02/c-z.png",
         ] {
             bucket
-                .create(name, "image/jpeg", Bytes::from_static(b"abc"))
+                .create(
+                    name,
+                    "image/jpeg",
+                    vec![Bytes::from_static(b"a"), Bytes::from_static(b"bc")],
+                )
                 .await
                 .unwrap();
         }
         assert!(matches!(
             bucket
-                .create("2026/12/02/a-y.png", "image/png", Bytes::new())
+                .create("2026/12/02/a-y.png", "image/png", Vec::new())
                 .await,
             Err(ObjectError::Exists)
         ));

@@ -18,7 +18,10 @@ pub const HEAD_BYTES: usize = 64 << 10;
 /// A checked upload, ready to store.
 #[derive(Debug)]
 pub struct Checked {
-    pub data: Bytes,
+    /// The body as it arrived, chunk by chunk: stored without being copied into one buffer.
+    pub data: Vec<Bytes>,
+    /// Its length in bytes.
+    pub len: u64,
     pub content_type: &'static str,
     /// The client's file name, if it gave one.
     pub file_name: Option<String>,
@@ -61,7 +64,10 @@ where
     S: Stream<Item = Result<Bytes, String>>,
 {
     let mut stream = std::pin::pin!(stream);
-    let mut buf = BytesMut::new();
+    let mut chunks = Vec::new();
+    let mut len = 0u64;
+    // The first bytes, copied until the header is read (usually the first 64 KiB).
+    let mut head = BytesMut::new();
     let mut format = None;
     loop {
         let next = tokio::time::timeout(reading.timeout, stream.next())
@@ -80,21 +86,27 @@ where
                 ApiError::bad_request(format!("the body could not be read: {e}"))
             }
         })?;
-        if (buf.len() + chunk.len()) as u64 > reading.limit {
+        len += chunk.len() as u64;
+        if len > reading.limit {
             return Err(ApiError::too_large(reading.limit));
         }
-        buf.extend_from_slice(&chunk);
-        if format.is_none() && buf.len() >= HEAD_BYTES {
-            format = check_header(&buf, &reading.limits, false)?;
+        if format.is_none() {
+            head.extend_from_slice(&chunk);
+            if head.len() >= HEAD_BYTES {
+                format = check_header(&head, &reading.limits, false)?;
+            }
         }
+        chunks.push(chunk);
     }
     let format = match format {
         Some(format) => format,
-        None => check_header(&buf, &reading.limits, true)?.expect("checked at the end"),
+        // Not read yet: `head` holds the whole body.
+        None => check_header(&head, &reading.limits, true)?.expect("checked at the end"),
     };
-    reading.limit -= buf.len() as u64;
+    reading.limit -= len;
     Ok(Checked {
-        data: buf.freeze(),
+        data: chunks,
+        len,
         content_type: match format {
             InputFormat::Jpeg => "image/jpeg",
             InputFormat::Png => "image/png",

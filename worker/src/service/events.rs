@@ -13,6 +13,31 @@ use serde::{Deserialize, Serialize};
 pub const READY: &str = "THUMBNAILS_READY";
 pub const FAILED: &str = "THUMBNAIL_FAILED";
 
+/// The two kinds of event, for a subscriber that tells them apart (`thumbd notify`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    Ready,
+    Failed,
+}
+
+impl EventKind {
+    /// `None` for any other `event` value: not one of thumbd's events.
+    pub fn of(event: &Event) -> Option<EventKind> {
+        match event.event.as_ref() {
+            READY => Some(EventKind::Ready),
+            FAILED => Some(EventKind::Failed),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Ready => READY,
+            EventKind::Failed => FAILED,
+        }
+    }
+}
+
 /// Text that is a constant when the worker writes it and owned when a subscriber reads it.
 pub type Text = Cow<'static, str>;
 
@@ -97,5 +122,52 @@ impl Events {
                     .map_err(|e| e.to_string())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_read_back_as_written() {
+        let ready = Event {
+            event: READY.into(),
+            bucket: "photos".into(),
+            name: "cat.jpg".into(),
+            generation: Some(17),
+            outputs: vec![OutputInfo {
+                bucket: "thumbs".into(),
+                name: "thumbs/cat.jpg/256.jpg".into(),
+                size: 256,
+                width: 256,
+                height: 171,
+                content_type: "image/jpeg".into(),
+                bytes: 10243,
+            }],
+            reason: None,
+            error: None,
+        };
+        let failed = Event {
+            event: FAILED.into(),
+            outputs: Vec::new(),
+            reason: Some("corrupt".into()),
+            error: Some("corrupt jpeg".into()),
+            ..ready.clone()
+        };
+        for (event, kind) in [(ready, EventKind::Ready), (failed, EventKind::Failed)] {
+            let json = serde_json::to_string(&event).unwrap();
+            let read: Event = serde_json::from_str(&json).unwrap();
+            assert_eq!(read, event, "{json}");
+            assert_eq!(EventKind::of(&read), Some(kind));
+            assert_eq!(event.attributes()["eventType"], kind.as_str());
+        }
+    }
+
+    #[test]
+    fn other_event_kinds_are_not_thumbds() {
+        let body = r#"{"event":"OBJECT_FINALIZE","bucket":"b","name":"n","generation":1}"#;
+        let event: Event = serde_json::from_str(body).unwrap();
+        assert_eq!(EventKind::of(&event), None);
     }
 }

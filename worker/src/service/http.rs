@@ -1,5 +1,6 @@
 //! `/healthz` (the process is alive), `/readyz` (it is pulling work; 503 before the clients
-//! are up and once shutdown started, so Kubernetes stops routing to it) and `/metrics`.
+//! are up and once shutdown started, so Kubernetes stops routing to it) and `/metrics`, for
+//! `thumbd worker` and `thumbd notify` alike.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,12 +11,11 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-
-use super::metrics::Metrics;
+use prometheus_client::registry::Registry;
 
 #[derive(Clone)]
 struct AppState {
-    metrics: Metrics,
+    registry: Arc<Registry>,
     ready: Arc<AtomicBool>,
 }
 
@@ -23,7 +23,7 @@ struct AppState {
 /// the shutdown drain too: `/readyz` then answers 503 and `/metrics` still shows progress).
 pub async fn serve(
     addr: SocketAddr,
-    metrics: Metrics,
+    registry: Arc<Registry>,
     ready: Arc<AtomicBool>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -32,7 +32,7 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .with_state(AppState { metrics, ready });
+        .with_state(AppState { registry, ready });
     let handle = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "HTTP server failed");
@@ -55,6 +55,6 @@ async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.metrics.encode(),
+        super::metrics::encode(&state.registry),
     )
 }

