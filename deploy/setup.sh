@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# deploy/setup.sh: everything thumbd's worker needs on Google Cloud, from an empty project to
-# a running Deployment. Idempotent: each step looks before it creates, or only adds (IAM
-# bindings, API enablement), so a second run changes nothing and an interrupted run can be
-# run again. Names and values are those of the deployment contract (deploy/README-setup.md).
+# deploy/setup.sh: everything thumbd's worker and its application (`thumbd serve`) need on
+# Google Cloud, from an empty project to both Deployments running. Idempotent: each step looks
+# before it creates, or only adds (IAM bindings, API enablement), so a second run changes
+# nothing and an interrupted run can be run again. Names and values are those of the
+# deployment contract (deploy/README-setup.md).
 #
 #   deploy/setup.sh [--dry-run] [--only STEP,...] PROJECT_ID REGION
 #
@@ -227,6 +228,11 @@ readonly CLUSTER=thumbd
 readonly NAMESPACE=thumbd
 readonly KSA=thumbd-worker
 readonly GSA=thumbd-worker@$PROJECT.iam.gserviceaccount.com
+# The application: its own subscription to the events, identity and bearer-token Secret.
+readonly SERVE_SUBSCRIPTION=thumbd-serve-events
+readonly SERVE_KSA=thumbd-serve
+readonly SERVE_GSA=thumbd-serve@$PROJECT.iam.gserviceaccount.com
+readonly SERVE_SECRET=thumbd-serve
 readonly KUBE_CONTEXT=gke_${PROJECT}_${REGION}_${CLUSTER}
 readonly OVERLAY_DIR=deploy/gke-overlays/$PROJECT
 readonly IMAGE_NAME=$REGION-docker.pkg.dev/$PROJECT/$REPOSITORY/thumbd
@@ -370,7 +376,7 @@ ensure_subscription() {
 }
 
 step_pubsub() {
-  begin_step pubsub "topics $UPLOADS_TOPIC, $EVENTS_TOPIC, $DEAD_LETTER_TOPIC; subscriptions $WORK_SUBSCRIPTION, $DEAD_LETTER_SUBSCRIPTION"
+  begin_step pubsub "topics $UPLOADS_TOPIC, $EVENTS_TOPIC, $DEAD_LETTER_TOPIC; subscriptions $WORK_SUBSCRIPTION, $DEAD_LETTER_SUBSCRIPTION, $SERVE_SUBSCRIPTION"
   ensure_topic "$UPLOADS_TOPIC"
   ensure_topic "$EVENTS_TOPIC"
   ensure_topic "$DEAD_LETTER_TOPIC"
@@ -386,6 +392,16 @@ step_pubsub() {
   # this one keeps them 7 days, and never expires.
   ensure_subscription "$DEAD_LETTER_SUBSCRIPTION" "$DEAD_LETTER_TOPIC" \
     "messageRetentionDuration=604800s --message-retention-duration=7d" \
+    "expirationPolicy.ttl= --expiration-period=never"
+  # The application's live updates: the worker's ready and failed events. Relaying one takes a
+  # storage read (retried up to 10 s), well within 30 s. Kept 10 minutes, the least Pub/Sub
+  # allows: an older event is of no use to a page (a reconnecting client refetches the list),
+  # and a serve that was down does not replay a week of them. No dead-letter topic: serve acks
+  # every event but those it cannot read the state of during a storage outage, which come back
+  # until storage answers or the 10 minutes pass; the state itself stays in storage.
+  ensure_subscription "$SERVE_SUBSCRIPTION" "$EVENTS_TOPIC" \
+    "ackDeadlineSeconds=30 --ack-deadline=30" \
+    "messageRetentionDuration=600s --message-retention-duration=10m" \
     "expirationPolicy.ttl= --expiration-period=never"
 }
 
@@ -414,8 +430,19 @@ step_storage() {
   ensure_bucket "$THUMBNAILS_BUCKET"
 }
 
+# A Google service account for one workload, created once.
+ensure_service_account() {
+  local account=$1 display=$2
+  if exists gcloud iam service-accounts describe "$account" --project="$PROJECT"; then
+    kept "service account $account"
+  else
+    run gcloud iam service-accounts create "${account%%@*}" --project="$PROJECT" \
+      --display-name="$display"
+  fi
+}
+
 step_iam() {
-  begin_step iam "service agents' and the worker's permissions (each binding is added once)"
+  begin_step iam "service agents', the worker's and the application's permissions (each binding is added once)"
   local storage_agent pubsub_agent=service-$PROJECT_NUMBER@gcp-sa-pubsub.iam.gserviceaccount.com
   query storage_agent "service-$PROJECT_NUMBER@gs-project-accounts.iam.gserviceaccount.com" \
     gcloud storage service-agent --project="$PROJECT"
@@ -429,12 +456,7 @@ step_iam() {
   run_retrying gcloud pubsub subscriptions add-iam-policy-binding "$WORK_SUBSCRIPTION" --project="$PROJECT" \
     --member="serviceAccount:$pubsub_agent" --role=roles/pubsub.subscriber --format=none
 
-  if exists gcloud iam service-accounts describe "$GSA" --project="$PROJECT"; then
-    kept "service account $GSA"
-  else
-    run gcloud iam service-accounts create "${GSA%%@*}" --project="$PROJECT" \
-      --display-name="thumbd worker (GKE, Workload Identity)"
-  fi
+  ensure_service_account "$GSA" "thumbd worker (GKE, Workload Identity)"
   # Least privilege, each on one resource: read originals (objects.get/list); on thumbnails
   # objectUser, since the worker reads a thumbnail's recorded source generation and replaces
   # it conditionally (objects.get + create + delete; objectCreator has create only); pull
@@ -447,6 +469,20 @@ step_iam() {
     --member="serviceAccount:$GSA" --role=roles/pubsub.subscriber --format=none
   run_retrying gcloud pubsub topics add-iam-policy-binding "$EVENTS_TOPIC" --project="$PROJECT" \
     --member="serviceAccount:$GSA" --role=roles/pubsub.publisher --format=none
+
+  ensure_service_account "$SERVE_GSA" "thumbd serve, the application (GKE, Workload Identity)"
+  # The application: create uploads (objectCreator: create only; every create is
+  # ifGenerationMatch=0, so it never overwrites, and needs no delete) and list and read them
+  # for the gallery (objectViewer); read thumbnails and failure records; pull its own events
+  # subscription. It cannot touch thumbnails nor the worker's subscription.
+  run_retrying gcloud storage buckets add-iam-policy-binding "gs://$UPLOADS_BUCKET" --project="$PROJECT" \
+    --member="serviceAccount:$SERVE_GSA" --role=roles/storage.objectCreator --format=none
+  run_retrying gcloud storage buckets add-iam-policy-binding "gs://$UPLOADS_BUCKET" --project="$PROJECT" \
+    --member="serviceAccount:$SERVE_GSA" --role=roles/storage.objectViewer --format=none
+  run_retrying gcloud storage buckets add-iam-policy-binding "gs://$THUMBNAILS_BUCKET" --project="$PROJECT" \
+    --member="serviceAccount:$SERVE_GSA" --role=roles/storage.objectViewer --format=none
+  run_retrying gcloud pubsub subscriptions add-iam-policy-binding "$SERVE_SUBSCRIPTION" --project="$PROJECT" \
+    --member="serviceAccount:$SERVE_GSA" --role=roles/pubsub.subscriber --format=none
 }
 
 # After iam: Cloud Storage refuses a notification to a topic its service agent may not
@@ -490,6 +526,10 @@ step_workload_identity() {
   run_retrying gcloud iam service-accounts add-iam-policy-binding "$GSA" --project="$PROJECT" \
     --member="serviceAccount:$PROJECT.svc.id.goog[$NAMESPACE/$KSA]" \
     --role=roles/iam.workloadIdentityUser --format=none
+  # The application's KSA acts as the application's GSA.
+  run_retrying gcloud iam service-accounts add-iam-policy-binding "$SERVE_GSA" --project="$PROJECT" \
+    --member="serviceAccount:$PROJECT.svc.id.goog[$NAMESPACE/$SERVE_KSA]" \
+    --role=roles/iam.workloadIdentityUser --format=none
   # The metrics adapter reads the Pub/Sub backlog metric the HPA scales on.
   run_retrying gcloud projects add-iam-policy-binding "$PROJECT" \
     --member="principal://iam.googleapis.com/projects/$PROJECT_NUMBER/locations/global/workloadIdentityPools/$PROJECT.svc.id.goog/subject/ns/custom-metrics/sa/custom-metrics-stackdriver-adapter" \
@@ -515,7 +555,13 @@ configMapGenerator:
       - THUMBD_SOURCE_BUCKETS=$UPLOADS_BUCKET
       - THUMBD_OUTPUT_BUCKET=$THUMBNAILS_BUCKET
       - THUMBD_EVENTS_TOPIC=projects/$PROJECT/topics/$EVENTS_TOPIC
-# The Deployment's image "thumbd", whether the base left it bare or set its placeholder name.
+  - name: thumbd-serve
+    namespace: $NAMESPACE
+    behavior: merge
+    literals:
+      - THUMBD_UPLOAD_BUCKET=$UPLOADS_BUCKET
+      - THUMBD_EVENTS_SUBSCRIPTION=projects/$PROJECT/subscriptions/$SERVE_SUBSCRIPTION
+# The Deployments' image "thumbd", whether the base left it bare or set its placeholder name.
 images:
   - name: thumbd
     newName: $IMAGE_NAME
@@ -532,6 +578,14 @@ patches:
         namespace: $NAMESPACE
         annotations:
           iam.gke.io/gcp-service-account: $GSA
+  - patch: |-
+      apiVersion: v1
+      kind: ServiceAccount
+      metadata:
+        name: $SERVE_KSA
+        namespace: $NAMESPACE
+        annotations:
+          iam.gke.io/gcp-service-account: $SERVE_GSA
 EOF
 }
 
@@ -564,13 +618,39 @@ step_overlay() {
   fi
 }
 
+# 32 random bytes as 64 hex digits, no newline (the Secret's value is the token exactly).
+random_token() {
+  od -An -vtx1 -N32 /dev/urandom | tr -d ' \n'
+}
+
+# The application's bearer token, in a Secret outside the kustomize set (so it is in no file):
+# created once with a random token, which goes to kubectl on stdin and is never printed; an
+# existing Secret is kept, so re-running never changes the token under running clients.
+ensure_token_secret() {
+  if exists kubectl --context="$KUBE_CONTEXT" --namespace="$NAMESPACE" get secret "$SERVE_SECRET"; then
+    kept "secret $NAMESPACE/$SERVE_SECRET (the application's bearer token)"
+    return
+  fi
+  say "# a random token (32 bytes, 64 hex digits) on stdin: it is never printed"
+  run kubectl --context="$KUBE_CONTEXT" --namespace="$NAMESPACE" create secret generic \
+    "$SERVE_SECRET" --from-file=auth-token=/dev/stdin < <(random_token)
+}
+
 step_deploy() {
-  begin_step deploy "the metrics adapter and thumbd's manifests on cluster $CLUSTER"
+  begin_step deploy "the metrics adapter, the application's token and thumbd's manifests on cluster $CLUSTER"
   run gcloud container clusters get-credentials "$CLUSTER" --location="$REGION" --project="$PROJECT"
   run kubectl --context="$KUBE_CONTEXT" apply -f "$METRICS_ADAPTER_MANIFEST"
+  # The namespace first: the token's Secret lives in it, and serve's pods wait for the Secret.
+  run kubectl --context="$KUBE_CONTEXT" apply -f deploy/gke/namespace.yaml
+  ensure_token_secret
   run kubectl --context="$KUBE_CONTEXT" apply -k "$OVERLAY_DIR"
   run kubectl --context="$KUBE_CONTEXT" --namespace="$NAMESPACE" rollout status \
     deployment/thumbd-worker --timeout=15m
+  run kubectl --context="$KUBE_CONTEXT" --namespace="$NAMESPACE" rollout status \
+    deployment/thumbd-serve --timeout=15m
+  say "# the application: kubectl --context=$KUBE_CONTEXT -n $NAMESPACE port-forward svc/thumbd-serve 8080:80"
+  say "#   then http://127.0.0.1:8080/ ; its token (for uploads):"
+  say "#   kubectl --context=$KUBE_CONTEXT -n $NAMESPACE get secret $SERVE_SECRET -o jsonpath='{.data.auth-token}' | base64 -d"
 }
 
 # --- main
