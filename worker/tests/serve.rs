@@ -560,6 +560,53 @@ async fn local_mode_refuses_hostile_requests_with_typed_errors_and_stores_nothin
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_over_the_memory_for_uploads_are_refused_until_it_frees() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let serve = Serve::start(
+        &[
+            "--local",
+            data.to_str().unwrap(),
+            "--size=64",
+            "--read-timeout=2",
+            "--max-upload-bytes=1000000",
+            "--upload-memory=1000000",
+        ],
+        &[],
+        tmp.path().join("serve.log"),
+    )
+    .await;
+    let photo = corpus("plasma_PastelHills_3200x2000.jpg");
+    // A slow client declares 900 kB and holds them while it stalls.
+    let head = "POST /api/images HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 900000\r\n\r\n";
+    let mut stalled = raw_request(serve.port, head, &photo[..1000], false).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let post = || {
+        http()
+            .post(serve.url("/api/images"))
+            .header("content-type", "image/jpeg")
+            .body(photo.clone())
+            .send()
+    };
+    let busy = post().await.unwrap();
+    assert_eq!(busy.status(), 503);
+    assert!(busy.headers().contains_key("retry-after"));
+    assert_eq!(busy.json::<Value>().await.unwrap()["error"]["kind"], "busy");
+    // Declared over the limit: refused before a byte is read.
+    let head = "POST /api/images HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 5000000\r\n\r\n";
+    let mut oversize = raw_request(serve.port, head, b"", false).await;
+    let answer = read_response(&mut oversize).await;
+    assert!(
+        answer.contains(" 413 ") && answer.contains("too_large"),
+        "{answer}"
+    );
+    // Once the slow one times out, its memory is free again.
+    let answer = read_response(&mut stalled).await;
+    assert!(answer.contains(" 408 "), "{answer}");
+    assert_eq!(post().await.unwrap().status(), 202);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_is_served_with_its_security_headers() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");

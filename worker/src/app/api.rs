@@ -36,6 +36,39 @@ pub struct App {
     pub uploads_by_client: Mutex<HashMap<IpAddr, usize>>,
     pub metrics: AppMetrics,
     pub shutdown: Shutdown,
+    pub upload_memory: UploadMemory,
+}
+
+/// The bytes of upload bodies held at once, across all clients: many large uploads together
+/// are refused (503) rather than get the pod OOM-killed.
+pub struct UploadMemory {
+    /// Permits of 1 KiB.
+    kib: Arc<tokio::sync::Semaphore>,
+}
+
+impl UploadMemory {
+    pub fn new(bytes: u64) -> UploadMemory {
+        let kib = (bytes / 1024).min(tokio::sync::Semaphore::MAX_PERMITS as u64) as usize;
+        UploadMemory {
+            kib: Arc::new(tokio::sync::Semaphore::new(kib.max(1))),
+        }
+    }
+
+    /// Reserves `bytes` until the permit drops, or refuses at once.
+    fn reserve(&self, bytes: u64) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+        self.kib
+            .clone()
+            .try_acquire_many_owned(kib)
+            .map_err(|_| ApiError {
+                retry_after: Some(2),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "the server holds as many uploads as its memory allows; try again shortly",
+                )
+            })
+    }
 }
 
 /// An API error: status, stable kind, readable message.
@@ -273,8 +306,18 @@ async fn upload(
                 .trim()
                 .to_ascii_lowercase()
         });
+    let limit = app.max_upload_bytes.min(app.limits.max_input_bytes);
+    // Held until the upload is stored: what the body may occupy, from its declared length.
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::too_large(limit));
+    }
+    let _memory = app.upload_memory.reserve(declared.unwrap_or(limit))?;
     let mut reading = Reading {
-        limit: app.max_upload_bytes.min(app.limits.max_input_bytes),
+        limit,
         timeout: app.read_timeout,
         limits: app.limits,
     };

@@ -71,6 +71,11 @@ pub struct ServeArgs {
     #[arg(long, env = "THUMBD_MAX_UPLOAD_BYTES", default_value_t = 64 << 20, value_name = "BYTES")]
     pub max_upload_bytes: u64,
 
+    /// Bytes of upload bodies held at once across all clients; an upload that would go over
+    /// is answered 503 with Retry-After [default: half the container's memory limit].
+    #[arg(long, env = "THUMBD_UPLOAD_MEMORY", value_name = "BYTES")]
+    pub upload_memory: Option<u64>,
+
     /// Seconds an upload may wait for its next bytes before it is answered 408.
     #[arg(
         long,
@@ -105,7 +110,8 @@ pub struct ServeArgs {
     #[arg(long, env = "THUMBD_THREADS", value_name = "N")]
     pub threads: Option<usize>,
 
-    /// Seconds open requests and the embedded worker get to finish after SIGTERM.
+    /// Seconds open uploads and the embedded worker get to finish after SIGTERM (event
+    /// streams end at once); what is still open then is closed.
     #[arg(
         long,
         env = "THUMBD_SHUTDOWN_TIMEOUT",
@@ -148,6 +154,7 @@ pub struct ServeConfig {
     pub thumbnail_prefix: String,
     pub auth_token: Option<String>,
     pub max_upload_bytes: u64,
+    pub upload_memory: Option<u64>,
     pub read_timeout: Duration,
     pub uploads_per_client: usize,
     pub listen: SocketAddr,
@@ -166,6 +173,8 @@ pub enum ServeConfigError {
     BadBucket(String),
     #[error("`{0}` is not a subscription name (projects/P/subscriptions/S)")]
     BadSubscription(String),
+    #[error("--upload-memory must hold at least one upload of --max-upload-bytes")]
+    SmallUploadMemory,
     #[error("--auth-token is empty")]
     EmptyToken,
     #[error("--{0} must be at least 1")]
@@ -227,6 +236,12 @@ impl ServeArgs {
         if self.max_upload_bytes == 0 {
             return Err(ServeConfigError::Zero("max-upload-bytes"));
         }
+        if self
+            .upload_memory
+            .is_some_and(|m| m < self.max_upload_bytes)
+        {
+            return Err(ServeConfigError::SmallUploadMemory);
+        }
         if self.uploads_per_client == 0 {
             return Err(ServeConfigError::Zero("uploads-per-client"));
         }
@@ -249,6 +264,7 @@ impl ServeArgs {
             },
             auth_token: self.auth_token.clone(),
             max_upload_bytes: self.max_upload_bytes,
+            upload_memory: self.upload_memory,
             read_timeout: Duration::from_secs(self.read_timeout),
             uploads_per_client: self.uploads_per_client,
             listen: self.listen,

@@ -185,7 +185,8 @@ pub async fn relay_local(
 
 /// Cloud mode: the events subscription. An event is acked once relayed (or when it is not
 /// one of ours, or is malformed: it would never become relayable); nacked when storage could
-/// not be read, so it comes back.
+/// not be read, so it comes back. A failed stream is opened again after a pause: uploads never
+/// depend on it, and pages fall back to asking for their pending images.
 pub async fn relay_subscription(
     client: Subscriber,
     subscription: String,
@@ -193,40 +194,44 @@ pub async fn relay_subscription(
     catalog: Arc<Catalog>,
     hub: Arc<Hub>,
     shutdown: Shutdown,
-    ready: Arc<std::sync::atomic::AtomicBool>,
 ) {
-    let mut stream = client.subscribe(&subscription).build();
-    ready.store(true, std::sync::atomic::Ordering::SeqCst);
-    tracing::info!(%subscription, "relaying events");
+    let mut pause = std::time::Duration::from_secs(1);
     loop {
-        let next = tokio::select! {
-            biased;
-            _ = shutdown.wait() => break,
-            next = stream.next() => next,
-        };
-        let (message, handler) = match next {
-            Some(Ok(pair)) => pair,
-            Some(Err(e)) => {
-                tracing::error!(error = %e, "the events subscription failed; live updates stop");
-                break;
-            }
-            None => break,
-        };
-        let event: Event = match serde_json::from_slice(&message.data) {
-            Ok(event) => event,
-            Err(e) => {
-                tracing::warn!(message_id = %message.message_id, error = %e, "not a thumbd event, acked");
+        let mut stream = client.subscribe(&subscription).build();
+        tracing::info!(%subscription, "relaying events");
+        let failure = loop {
+            let next = tokio::select! {
+                biased;
+                _ = shutdown.wait() => return,
+                next = stream.next() => next,
+            };
+            let (message, handler) = match next {
+                Some(Ok(pair)) => pair,
+                Some(Err(e)) => break e.to_string(),
+                None => break "the stream ended".to_string(),
+            };
+            pause = std::time::Duration::from_secs(1);
+            let event: Event = match serde_json::from_slice(&message.data) {
+                Ok(event) => event,
+                Err(e) => {
+                    tracing::warn!(message_id = %message.message_id, error = %e, "not a thumbd event, acked");
+                    handler.ack();
+                    continue;
+                }
+            };
+            if relay(&catalog, &hub, Some(&upload_bucket), &event).await {
                 handler.ack();
-                continue;
+            } else {
+                handler.nack();
             }
         };
-        if relay(&catalog, &hub, Some(&upload_bucket), &event).await {
-            handler.ack();
-        } else {
-            handler.nack();
+        tracing::error!(%subscription, error = %failure, retry_in = ?pause, "the events subscription failed; live updates pause");
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(pause) => {}
         }
+        pause = (pause * 2).min(std::time::Duration::from_secs(30));
     }
-    ready.store(false, std::sync::atomic::Ordering::SeqCst);
 }
 
 #[cfg(test)]

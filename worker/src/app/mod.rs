@@ -211,13 +211,24 @@ async fn serve(args: ServeArgs, config: ServeConfig) -> Result<(), ServeError> {
                 catalog.clone(),
                 hub.clone(),
                 shutdown.clone(),
-                ready.clone(),
             ));
+            // Ready once the clients are built: uploads need storage only.
+            ready.store(true, Ordering::SeqCst);
             catalog
         }
     };
 
+    let upload_memory = config.upload_memory.unwrap_or_else(|| {
+        // Half the memory limit (or 1 GiB when none is known), and room for one largest upload.
+        let memory = Detection::current()
+            .resources
+            .memory_bytes
+            .unwrap_or(2 << 30);
+        (memory / 2).max(config.max_upload_bytes)
+    });
+    tracing::info!(upload_memory, "bytes of uploads held at once (503 beyond)");
     let app = Arc::new(App {
+        upload_memory: api::UploadMemory::new(upload_memory),
         catalog,
         hub,
         auth_token: config.auth_token.clone(),
@@ -229,7 +240,7 @@ async fn serve(args: ServeArgs, config: ServeConfig) -> Result<(), ServeError> {
         metrics: app_metrics,
         shutdown: shutdown.clone(),
     });
-    let router = router(app, metrics, ready);
+    let router = router(app, metrics, ready.clone());
     tracing::info!(
         url = %format!("http://{addr}/"),
         mode = match config.mode { Mode::Local { .. } => "local", Mode::Cloud { .. } => "cloud" },
@@ -238,12 +249,21 @@ async fn serve(args: ServeArgs, config: ServeConfig) -> Result<(), ServeError> {
     );
     eprintln!("thumbd serve: open http://{addr}/");
     let drain = shutdown.clone();
-    axum::serve(
+    let server = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(async move { drain.wait().await })
-    .await?;
+    .with_graceful_shutdown(async move { drain.wait().await });
+    // After SIGTERM, open requests (event streams end at once) get the shutdown timeout.
+    let deadline = async {
+        shutdown.wait().await;
+        tokio::time::sleep(config.shutdown_timeout).await;
+    };
+    tokio::select! {
+        served = server => served?,
+        _ = deadline => tracing::warn!("shutdown timeout reached with requests still open; closing them"),
+    }
+    ready.store(false, Ordering::SeqCst);
     // Requests are done; the embedded worker drains within its own shutdown timeout.
     let _ = tokio::time::timeout(config.shutdown_timeout + Duration::from_secs(5), async {
         while background.join_next().await.is_some() {}

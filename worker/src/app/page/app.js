@@ -555,5 +555,15 @@ async function refreshPending() {
 
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * With several servers behind one address, each gets only some of the worker's events, so a
+ * pending image's event may go to another server: ask again every few seconds while any is
+ * pending (the stream still makes it immediate when the event comes here).
+ */
+const PENDING_POLL_MS = 4000;
+setInterval(() => {
+  if (!document.hidden) refreshPending();
+}, PENDING_POLL_MS);
+
 loadFirstPage();
 connectEvents();
