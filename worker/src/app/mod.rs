@@ -22,9 +22,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::IntoResponse;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue};
 use axum::routing::get;
 use axum::Router;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -34,7 +33,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
 use crate::resources::Detection;
-use crate::service::config::{emulator_endpoint, WorkerArgs};
+use crate::service::config::WorkerArgs;
 use crate::service::events::Events;
 use crate::service::metrics::Metrics;
 use crate::service::shutdown::Shutdown;
@@ -190,8 +189,8 @@ async fn serve(args: ServeArgs, config: ServeConfig) -> Result<(), ServeError> {
             thumbnail_bucket,
             events_subscription,
         } => {
-            let pubsub = emulator(&"PUBSUB_EMULATOR_HOST")?;
-            let storage = emulator(&"STORAGE_EMULATOR_HOST")?;
+            let pubsub = crate::service::emulator_env("PUBSUB_EMULATOR_HOST")?;
+            let storage = crate::service::emulator_env("STORAGE_EMULATOR_HOST")?;
             let gcs = Gcs::connect(storage.as_deref(), config.storage_retry)
                 .await
                 .map_err(|e| ServeError::Client(format!("Cloud Storage: {e}")))?;
@@ -273,15 +272,6 @@ async fn serve(args: ServeArgs, config: ServeConfig) -> Result<(), ServeError> {
     Ok(())
 }
 
-fn emulator(var: &&'static str) -> Result<Option<String>, ServeError> {
-    match std::env::var(var) {
-        Ok(value) if !value.is_empty() => Ok(Some(
-            emulator_endpoint(var, &value).map_err(WorkerError::from)?,
-        )),
-        _ => Ok(None),
-    }
-}
-
 /// The `--watch` worker of local mode, configured as `thumbd worker --watch DIR/uploads
 /// --out DIR/thumbs` with the same image settings.
 fn local_worker(
@@ -325,12 +315,6 @@ const INDEX_HTML: &str = include_str!("page/index.html");
 const APP_JS: &str = include_str!("page/app.js");
 const APP_CSS: &str = include_str!("page/app.css");
 
-#[derive(Clone)]
-struct Ops {
-    metrics: Metrics,
-    ready: Arc<AtomicBool>,
-}
-
 fn router(app: Arc<App>, metrics: Metrics, ready: Arc<AtomicBool>) -> Router {
     let asset = |content_type: &'static str, body: &'static str| {
         get(move || async move {
@@ -357,11 +341,7 @@ fn router(app: Arc<App>, metrics: Metrics, ready: Arc<AtomicBool>) -> Router {
         // Upload bodies are limited while they stream (upload.rs), not by axum's default.
         .layer(DefaultBodyLimit::disable())
         .with_state(app);
-    let ops = Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
-        .with_state(Ops { metrics, ready });
+    let ops = crate::service::http::router(metrics.registry.clone(), ready);
     Router::new()
         .route("/", asset("text/html; charset=utf-8", INDEX_HTML))
         .route(
@@ -379,24 +359,6 @@ fn router(app: Arc<App>, metrics: Metrics, ready: Arc<AtomicBool>) -> Router {
                 r
             },
         ))
-}
-
-async fn readyz(State(ops): State<Ops>) -> impl IntoResponse {
-    if ops.ready.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-    }
-}
-
-async fn metrics_text(State(ops): State<Ops>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        ops.metrics.encode(),
-    )
 }
 
 #[cfg(test)]

@@ -11,13 +11,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
-use google_cloud_gax::retry_policy::RetryPolicyExt;
 use google_cloud_storage::client::Storage;
 use google_cloud_storage::streaming_source::{Seek, SizeHint, StreamingSource};
 use serde::Deserialize;
 
 use crate::naming::META_CONTENT_TYPE;
 use crate::service::store::dir::file_generation;
+use crate::service::store::gcs::{is_not_found, is_precondition_failed};
+use crate::service::store::GcsStore;
 
 /// One stored object.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -96,12 +97,7 @@ impl Bucket {
 
 #[derive(Debug, Clone)]
 pub struct GcsBucket {
-    client: Storage,
-    http: reqwest::Client,
-    /// `https://storage.googleapis.com` or the emulator's.
-    endpoint: String,
-    /// None under the emulator.
-    credentials: Option<google_cloud_auth::credentials::Credentials>,
+    gcs: Gcs,
     bucket: String,
 }
 
@@ -118,15 +114,14 @@ impl Gcs {
     /// `endpoint` set: an emulator, with anonymous credentials; otherwise Application Default
     /// Credentials. Retryable errors are retried for `retry_for`.
     pub async fn connect(endpoint: Option<&str>, retry_for: Duration) -> Result<Gcs, String> {
-        let policy = google_cloud_storage::retry_policy::RetryableErrors.with_time_limit(retry_for);
-        let mut builder = Storage::builder().with_retry_policy(policy);
+        // The worker's client, as the worker builds it; the listing needs credentials of its own.
+        let client = GcsStore::connect(endpoint, retry_for)
+            .await
+            .map_err(|e| e.to_string())?
+            .client()
+            .clone();
         let credentials = match endpoint {
-            Some(endpoint) => {
-                builder = builder.with_endpoint(endpoint).with_credentials(
-                    google_cloud_auth::credentials::anonymous::Builder::new().build(),
-                );
-                None
-            }
+            Some(_) => None,
             None => Some(
                 google_cloud_auth::credentials::Builder::default()
                     .with_scopes(["https://www.googleapis.com/auth/devstorage.read_only"])
@@ -134,7 +129,6 @@ impl Gcs {
                     .map_err(|e| format!("credentials: {e}"))?,
             ),
         };
-        let client = builder.build().await.map_err(|e| e.to_string())?;
         let http = reqwest::Client::builder()
             .timeout(retry_for.max(Duration::from_secs(5)))
             .build()
@@ -152,24 +146,19 @@ impl Gcs {
 
     pub fn bucket(&self, bucket: &str) -> Bucket {
         Bucket::Gcs(Box::new(GcsBucket {
-            client: self.client.clone(),
-            http: self.http.clone(),
-            endpoint: self.endpoint.clone(),
-            credentials: self.credentials.clone(),
+            gcs: self.clone(),
             bucket: bucket.to_string(),
         }))
     }
 }
 
 fn classify(err: &google_cloud_storage::Error) -> ObjectError {
-    use google_cloud_gax::error::rpc::Code;
-    let code = err.status().map(|s| s.code);
-    match err.http_status_code() {
-        Some(404) => ObjectError::NotFound,
-        Some(412) => ObjectError::Exists,
-        _ if code == Some(Code::NotFound) => ObjectError::NotFound,
-        _ if code == Some(Code::FailedPrecondition) => ObjectError::Exists,
-        _ => ObjectError::Unavailable(err.to_string()),
+    if is_not_found(err) {
+        ObjectError::NotFound
+    } else if is_precondition_failed(err) {
+        ObjectError::Exists
+    } else {
+        ObjectError::Unavailable(err.to_string())
     }
 }
 
@@ -210,7 +199,8 @@ impl GcsBucket {
         content_type: &str,
         data: Vec<Bytes>,
     ) -> Result<i64, ObjectError> {
-        self.client
+        self.gcs
+            .client
             .write_object(self.path(), name, Chunks::new(data))
             .set_if_generation_match(0)
             .set_content_type(content_type)
@@ -224,6 +214,7 @@ impl GcsBucket {
 
     async fn read(&self, name: &str) -> Result<(Bytes, ObjectInfo), ObjectError> {
         let mut response = self
+            .gcs
             .client
             .read_object(self.path(), name)
             .send()
@@ -251,7 +242,7 @@ impl GcsBucket {
         start_after: Option<&str>,
         max: usize,
     ) -> Result<Listing, ObjectError> {
-        let url = format!("{}/storage/v1/b/{}/o", self.endpoint, self.bucket);
+        let url = format!("{}/storage/v1/b/{}/o", self.gcs.endpoint, self.bucket);
         let mut listing = Listing::default();
         let mut page_token: Option<String> = None;
         // Pages until `max` objects past `start_after` are in (startOffset is inclusive).
@@ -269,8 +260,8 @@ impl GcsBucket {
             if let Some(token) = &page_token {
                 query.push(("pageToken", token.clone()));
             }
-            let mut request = self.http.get(&url).query(&query);
-            if let Some(credentials) = &self.credentials {
+            let mut request = self.gcs.http.get(&url).query(&query);
+            if let Some(credentials) = &self.gcs.credentials {
                 request = request.headers(auth_headers(credentials).await?);
             }
             let response = request

@@ -1,6 +1,6 @@
 //! `/healthz` (the process is alive), `/readyz` (it is pulling work; 503 before the clients
 //! are up and once shutdown started, so Kubernetes stops routing to it) and `/metrics`, for
-//! `thumbd worker` and `thumbd notify` alike.
+//! `thumbd worker`, `thumbd notify` and `thumbd serve` alike.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,17 +28,22 @@ pub async fn serve(
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let app = Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
-        .with_state(AppState { registry, ready });
+    let app = router(registry, ready);
     let handle = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
     Ok((local, handle))
+}
+
+/// The three routes, for a process that serves them beside its own (`thumbd serve`).
+pub fn router(registry: Arc<Registry>, ready: Arc<AtomicBool>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(AppState { registry, ready })
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {

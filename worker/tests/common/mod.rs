@@ -575,6 +575,32 @@ pub fn encode(s: &str) -> String {
         .collect()
 }
 
+/// Waits for `readyz` (a URL) to answer 200; panics with the process's log if it exits first
+/// or `timeout` passes.
+pub async fn wait_ready(proc: &mut Proc, readyz: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let ready = http()
+            .get(readyz)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ready {
+            return;
+        }
+        if let Some(status) = proc.wait_timeout(Duration::ZERO) {
+            panic!("{} exited ({status}):\n{}", proc.name, proc.log_text());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} was not ready in {timeout:?}:\n{}",
+            proc.name,
+            proc.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A running `thumbd worker` (or `thumbd notify`: the same /readyz and /metrics helpers).
 pub struct Worker {
     pub proc: Proc,
@@ -636,26 +662,8 @@ impl Env {
 impl Worker {
     /// Waits up to 30 s for `/readyz`; panics with the log if the worker exits first.
     pub async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ready = http()
-                .get(format!("http://127.0.0.1:{}/readyz", self.metrics_port))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ready {
-                return;
-            }
-            if let Some(status) = self.proc.wait_timeout(Duration::ZERO) {
-                panic!("the worker exited ({status}):\n{}", self.proc.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the worker was not ready in 30 s:\n{}",
-                self.proc.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let url = format!("http://127.0.0.1:{}/readyz", self.metrics_port);
+        wait_ready(&mut self.proc, &url, Duration::from_secs(30)).await;
     }
 
     /// The `/metrics` exposition, if the worker answers.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{encode, free_port, http, Proc};
+use super::{encode, free_port, http, wait_ready, Proc};
 
 /// A running `thumbd serve`.
 pub struct Serve {
@@ -33,31 +33,9 @@ impl Serve {
             proc: Proc::spawn("thumbd serve", cmd, log),
             port,
         };
-        serve.wait_ready().await;
+        let readyz = serve.url("/readyz");
+        wait_ready(&mut serve.proc, &readyz, Duration::from_secs(60)).await;
         serve
-    }
-
-    async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let ready = http()
-                .get(self.url("/readyz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ready {
-                return;
-            }
-            if let Some(status) = self.proc.wait_timeout(Duration::ZERO) {
-                panic!("thumbd serve exited ({status}):\n{}", self.proc.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "thumbd serve was not ready in 60 s:\n{}",
-                self.proc.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
     }
 
     pub fn url(&self, path: &str) -> String {

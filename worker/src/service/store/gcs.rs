@@ -40,6 +40,11 @@ impl GcsStore {
         })
     }
 
+    /// The client, for other users of the same storage (`thumbd serve`).
+    pub fn client(&self) -> &Storage {
+        &self.client
+    }
+
     fn bucket_path(bucket: &str) -> String {
         format!("projects/_/buckets/{bucket}")
     }
@@ -65,11 +70,11 @@ fn classify(err: &google_cloud_storage::Error, reading_source: bool) -> StoreErr
     }
 }
 
-fn is_not_found(err: &google_cloud_storage::Error) -> bool {
+pub(crate) fn is_not_found(err: &google_cloud_storage::Error) -> bool {
     err.http_status_code() == Some(404) || err.status().map(|s| s.code) == Some(Code::NotFound)
 }
 
-fn is_precondition_failed(err: &google_cloud_storage::Error) -> bool {
+pub(crate) fn is_precondition_failed(err: &google_cloud_storage::Error) -> bool {
     err.http_status_code() == Some(412)
         || err.status().map(|s| s.code) == Some(Code::FailedPrecondition)
 }
