@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -383,45 +383,81 @@ async fn sigterm_during_a_burst_exits_in_time_and_loses_nothing() {
         worker.proc.log_text()
     );
     assert!(started.elapsed() < Duration::from_secs(8 + 7));
-    // The drain settled what was in flight at the signal: the log's "draining" line counts
-    // the messages in flight, each of them is settled after it (images being made are
-    // finished and acked, messages still waiting for a slot are nacked), before "stopped".
+    // The drain settled exactly what was in flight at the signal: the log's "draining" line
+    // names the messages still being handled, every one of them is settled after the signal
+    // (images being made are finished and acked, messages still waiting for a slot are
+    // nacked, some of those as soon as the signal arrives, just before the line), and no
+    // other message is settled during the drain.
     let log = worker.proc.log_text();
     let lines: Vec<Value> = log
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
     let message = |v: &Value| v["fields"]["message"].as_str().unwrap_or("").to_string();
-    let drain = lines
+    let position = |what: &str| {
+        lines
+            .iter()
+            .position(|v| message(v) == what)
+            .unwrap_or_else(|| panic!("no {what:?} logged:\n{log}"))
+    };
+    let (signal, drain) = (position("shutdown requested"), position("draining"));
+    let in_flight: BTreeSet<String> = lines[drain]["fields"]["in_flight_ids"]
+        .as_str()
+        .unwrap_or("")
+        .split(',')
+        .filter(|id| !id.is_empty())
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        lines[drain]["fields"]["in_flight"].as_u64(),
+        Some(in_flight.len() as u64),
+        "the drain's count and its ids disagree:\n{log}"
+    );
+    let settlements = |from: usize| -> Vec<(String, String)> {
+        lines[from..]
+            .iter()
+            .filter(|v| {
+                let m = message(v);
+                m == "settled"
+                    || m.starts_with("permanent failure")
+                    || m.starts_with("transient failure")
+            })
+            .map(|v| {
+                let field = |k: &str| v["fields"][k].as_str().unwrap_or("").to_string();
+                (field("message_id"), field("fate"))
+            })
+            .collect()
+    };
+    let since_signal: BTreeSet<String> =
+        settlements(signal).into_iter().map(|(id, _)| id).collect();
+    let during_drain = settlements(drain);
+    let finished_after = during_drain
         .iter()
-        .position(|v| message(v) == "draining")
-        .unwrap_or_else(|| panic!("no drain logged:\n{log}"));
-    let in_flight = lines[drain]["fields"]["in_flight"].as_u64().unwrap_or(0);
-    let settled_after = lines[drain..]
-        .iter()
-        .filter(|v| {
-            let m = message(v);
-            m == "settled"
-                || m.starts_with("permanent failure")
-                || m.starts_with("transient failure")
-        })
-        .count() as u64;
-    let finished_after = lines[drain..]
-        .iter()
-        .filter(|v| message(v) == "settled" && v["fields"]["fate"] == "ack")
+        .filter(|(_, fate)| fate == "ack")
         .count();
     assert!(
-        in_flight > 0 && finished_after > 0,
-        "nothing was in flight at SIGTERM ({in_flight}, {finished_after} finished after): the \
-         burst is too small to test the drain"
+        !in_flight.is_empty() && finished_after > 0,
+        "nothing was in flight at SIGTERM ({} in flight, {finished_after} finished after): the \
+         burst is too small to test the drain",
+        in_flight.len()
     );
     assert!(
         !log.contains("shutdown timeout reached"),
         "the drain timed out:\n{log}"
     );
-    assert_eq!(
-        settled_after, in_flight,
-        "messages in flight at SIGTERM vs settled during the drain:\n{log}"
+    let unsettled: Vec<&String> = in_flight.difference(&since_signal).collect();
+    assert!(
+        unsettled.is_empty(),
+        "in flight at the drain but never settled: {unsettled:?}\n{log}"
+    );
+    let strays: Vec<&String> = during_drain
+        .iter()
+        .map(|(id, _)| id)
+        .filter(|id| !in_flight.contains(*id))
+        .collect();
+    assert!(
+        strays.is_empty(),
+        "settled during the drain but not named in flight: {strays:?}\n{log}"
     );
     let _second = env.worker(&sub, &[]).await;
     assert_all_done(&env.gcs, &uploaded).await;

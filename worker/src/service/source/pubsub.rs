@@ -6,6 +6,7 @@
 //! but the emulator ignores it, so the real bound is the pipeline's admission control: a
 //! message waiting for a slot costs only its small notification.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -116,6 +117,8 @@ where
         .build();
     let token = stream.shutdown_token();
     let mut tasks = JoinSet::new();
+    // Message ids by task, so the drain can name what is still in flight.
+    let mut ids: HashMap<tokio::task::Id, String> = HashMap::new();
     ready.store(true, Ordering::SeqCst);
     tracing::info!(subscription, "pulling");
 
@@ -128,7 +131,8 @@ where
         };
         match next {
             Some(Ok((message, handler))) => {
-                tasks.spawn(handle(message, handler));
+                let id = message.message_id.clone();
+                ids.insert(tasks.spawn(handle(message, handler)).id(), id);
             }
             Some(Err(e)) => {
                 failure = Some(WorkerError::Stream(e.to_string()));
@@ -139,7 +143,7 @@ where
                 break;
             }
         }
-        while tasks.try_join_next().is_some() {}
+        forget_finished(&mut tasks, &mut ids);
     }
 
     ready.store(false, Ordering::SeqCst);
@@ -153,10 +157,18 @@ where
     });
     // Tasks still waiting for a slot see the shutdown and nack themselves.
     shutdown.trigger();
-    // Count only the messages still being handled, not finished tasks not yet joined.
-    while tasks.try_join_next().is_some() {}
-    let in_flight = tasks.len();
-    tracing::info!(in_flight, timeout = ?settings.shutdown_timeout, "draining");
+    // Name only the messages still being handled, not finished tasks not yet joined. (A task
+    // may already have settled its message since the signal, which it sees at once, and not
+    // yet be joined: it is named here, and its settlement logged just before this line.)
+    forget_finished(&mut tasks, &mut ids);
+    let mut in_flight_ids: Vec<&str> = ids.values().map(String::as_str).collect();
+    in_flight_ids.sort_unstable();
+    tracing::info!(
+        in_flight = tasks.len(),
+        in_flight_ids = %in_flight_ids.join(","),
+        timeout = ?settings.shutdown_timeout,
+        "draining"
+    );
     let drained = tokio::time::timeout(settings.shutdown_timeout, async {
         while tasks.join_next().await.is_some() {}
     })
@@ -175,6 +187,17 @@ where
     drop(stream);
     tracing::info!("stopped");
     failure.map_or(Ok(()), Err)
+}
+
+/// Joins the tasks that have finished and drops their message ids.
+fn forget_finished(tasks: &mut JoinSet<()>, ids: &mut HashMap<tokio::task::Id, String>) {
+    while let Some(joined) = tasks.try_join_next_with_id() {
+        let id = match joined {
+            Ok((id, ())) => id,
+            Err(e) => e.id(),
+        };
+        ids.remove(&id);
+    }
 }
 
 /// Acks or nacks. On an exactly-once subscription only a confirmed ack means the message will
