@@ -43,7 +43,7 @@ pub enum Error {
     /// The data ends before the image is complete.
     #[error("truncated {format}: {detail}")]
     Truncated {
-        /// `"jpeg"` or `"png"`.
+        /// The format's name ([`crate::InputFormat::name`]).
         format: &'static str,
         /// What the decoder said.
         detail: String,
@@ -51,7 +51,7 @@ pub enum Error {
     /// The data is damaged or violates the format.
     #[error("corrupt {format}: {detail}")]
     Corrupt {
-        /// `"jpeg"` or `"png"`.
+        /// The format's name ([`crate::InputFormat::name`]).
         format: &'static str,
         /// What the decoder said.
         detail: String,

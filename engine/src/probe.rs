@@ -4,12 +4,25 @@
 use crate::{Error, Limits};
 
 /// A decodable input format, sniffed from magic bytes (never from a name or content type).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum InputFormat {
     /// JPEG (JFIF, Exif, Adobe, MPO first frame).
     Jpeg,
     /// PNG.
     Png,
+    /// WebP: lossy, lossless, alpha; the first frame of an animation.
+    Webp,
+    /// GIF: the first frame on its logical screen.
+    Gif,
+    /// TIFF (and BigTIFF): the first page, or a reduced-resolution page large enough.
+    Tiff,
+    /// BMP (Windows bitmap), including RLE and palettes.
+    Bmp,
+    /// HEIF with HEVC (HEIC, iPhone photos); needs the `heif` feature.
+    Heif,
+    /// AVIF (HEIF with AV1); needs the `heif` feature.
+    Avif,
 }
 
 impl InputFormat {
@@ -18,6 +31,26 @@ impl InputFormat {
         match self {
             InputFormat::Jpeg => "jpeg",
             InputFormat::Png => "png",
+            InputFormat::Webp => "webp",
+            InputFormat::Gif => "gif",
+            InputFormat::Tiff => "tiff",
+            InputFormat::Bmp => "bmp",
+            InputFormat::Heif => "heif",
+            InputFormat::Avif => "avif",
+        }
+    }
+
+    /// MIME type, for HTTP and Cloud Storage `Content-Type`.
+    pub fn mime_type(self) -> &'static str {
+        match self {
+            InputFormat::Jpeg => "image/jpeg",
+            InputFormat::Png => "image/png",
+            InputFormat::Webp => "image/webp",
+            InputFormat::Gif => "image/gif",
+            InputFormat::Tiff => "image/tiff",
+            InputFormat::Bmp => "image/bmp",
+            InputFormat::Heif => "image/heic",
+            InputFormat::Avif => "image/avif",
         }
     }
 }
@@ -61,7 +94,7 @@ impl ImageInfo {
                 "arithmetic-coded JPEG (zune-jpeg decodes Huffman-coded JPEG only)".into(),
             ));
         }
-        Ok(())
+        crate::decode::check_decodable(self)
     }
 
     /// Pixel count declared by the header.
@@ -89,6 +122,7 @@ pub fn probe(data: &[u8], limits: &Limits) -> Result<ImageInfo, Error> {
     let info = match sniff(data)? {
         InputFormat::Jpeg => jpeg_header(data)?,
         InputFormat::Png => png_header(data)?,
+        other => crate::decode::header(other, data)?,
     };
     if info.width == 0 || info.height == 0 {
         return Err(Error::Corrupt {
@@ -102,40 +136,82 @@ pub fn probe(data: &[u8], limits: &Limits) -> Result<ImageInfo, Error> {
 
 /// Identifies the format from its magic bytes.
 pub(crate) fn sniff(data: &[u8]) -> Result<InputFormat, Error> {
+    const FORMATS: &[(&[u8], usize, InputFormat)] = &[
+        (b"\xff\xd8\xff", 0, InputFormat::Jpeg),
+        (b"\x89PNG\r\n\x1a\n", 0, InputFormat::Png),
+        (b"GIF87a", 0, InputFormat::Gif),
+        (b"GIF89a", 0, InputFormat::Gif),
+        (b"II*\0", 0, InputFormat::Tiff),
+        (b"MM\0*", 0, InputFormat::Tiff),
+        (b"II+\0", 0, InputFormat::Tiff),
+        (b"MM\0+", 0, InputFormat::Tiff),
+    ];
     const OTHERS: &[(&[u8], usize, &str)] = &[
-        (b"GIF8", 0, "GIF"),
-        (b"WEBP", 8, "WebP"),
-        (b"BM", 0, "BMP"),
-        (b"II*\0", 0, "TIFF"),
-        (b"MM\0*", 0, "TIFF"),
-        (b"ftypavif", 4, "AVIF"),
-        (b"ftypheic", 4, "HEIC"),
-        (b"ftypmif1", 4, "HEIF"),
         (b"\0\0\0\x0cjP  ", 0, "JPEG 2000"),
         (b"\xff\x0a", 0, "JPEG XL"),
+        (b"\0\0\0\x0cJXL ", 0, "JPEG XL"),
         (b"%PDF", 0, "PDF"),
         (b"<svg", 0, "SVG"),
         (b"<?xml", 0, "XML/SVG"),
     ];
-    if data.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        return Ok(InputFormat::Jpeg);
-    }
-    if data.starts_with(b"\x89PNG\r\n\x1a\n") {
-        return Ok(InputFormat::Png);
-    }
     if data.is_empty() {
         return Err(Error::Unsupported("empty input (0 bytes)".into()));
     }
+    for (magic, offset, format) in FORMATS {
+        if data.get(*offset..offset + magic.len()) == Some(magic) {
+            return Ok(*format);
+        }
+    }
+    if data.starts_with(b"RIFF") && data.get(8..12) == Some(b"WEBP") {
+        return Ok(InputFormat::Webp);
+    }
+    if is_bmp(data) {
+        return Ok(InputFormat::Bmp);
+    }
+    if let Some(format) = heif_brand(data) {
+        return Ok(format);
+    }
     for (magic, offset, name) in OTHERS {
         if data.get(*offset..offset + magic.len()) == Some(magic) {
-            return Err(Error::Unsupported(format!(
-                "{name} input is not supported (JPEG and PNG are)"
-            )));
+            return Err(Error::Unsupported(format!("{name} input is not supported")));
         }
     }
     Err(Error::Unsupported(
-        "not a JPEG or PNG file (unrecognised magic bytes)".into(),
+        "not an image format thumbd reads (unrecognised magic bytes)".into(),
     ))
+}
+
+/// "BM" followed, at offset 14, by one of the DIB header sizes Windows and OS/2 define: two
+/// bytes alone match too much text.
+fn is_bmp(data: &[u8]) -> bool {
+    let dib = data
+        .get(14..18)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    data.starts_with(b"BM") && matches!(dib, Some(12 | 16 | 40 | 52 | 56 | 64 | 108 | 124))
+}
+
+/// AVIF or HEIC from an ISO-BMFF `ftyp` box: its major and compatible brands. `mif1`/`msf1`
+/// alone (the generic HEIF brands) are HEIF.
+fn heif_brand(data: &[u8]) -> Option<InputFormat> {
+    if data.get(4..8) != Some(b"ftyp") {
+        return None;
+    }
+    let size = u32::from_be_bytes(data.get(..4)?.try_into().ok()?) as usize;
+    let end = size.clamp(16, 4096).min(data.len());
+    // The major brand at 8, the minor version at 12, the compatible brands from 16.
+    let brands: Vec<&[u8]> = std::iter::once(data.get(8..12)?)
+        .chain(data.get(16..end).unwrap_or(&[]).chunks_exact(4))
+        .collect();
+    let any = |set: &[&[u8]]| brands.iter().any(|b| set.contains(b));
+    if any(&[b"avif", b"avis"]) {
+        Some(InputFormat::Avif)
+    } else if any(&[
+        b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1",
+    ]) {
+        Some(InputFormat::Heif)
+    } else {
+        None
+    }
 }
 
 fn png_header(data: &[u8]) -> Result<ImageInfo, Error> {
@@ -256,8 +332,42 @@ mod tests {
     fn sniffs_by_magic_not_name() {
         assert_eq!(sniff(b"\xff\xd8\xff\xe0").unwrap(), InputFormat::Jpeg);
         assert_eq!(sniff(b"\x89PNG\r\n\x1a\n").unwrap(), InputFormat::Png);
-        let gif = sniff(b"GIF89a....").unwrap_err();
-        assert!(gif.to_string().contains("GIF"), "{gif}");
+        assert_eq!(sniff(b"GIF89a....").unwrap(), InputFormat::Gif);
+        assert_eq!(sniff(b"RIFF\0\0\0\0WEBPVP8 ").unwrap(), InputFormat::Webp);
+        assert_eq!(sniff(b"MM\0*\0\0\0\x08").unwrap(), InputFormat::Tiff);
+        let bmp = b"BM\0\0\0\0\0\0\0\0\x36\0\0\0\x28\0\0\0";
+        assert_eq!(sniff(bmp).unwrap(), InputFormat::Bmp);
+        assert!(sniff(b"BMW is a car maker, not a bitmap").is_err());
+        let ftyp = |major: &[u8], compatible: &[u8]| {
+            let mut b = ((16 + compatible.len()) as u32).to_be_bytes().to_vec();
+            b.extend_from_slice(b"ftyp");
+            b.extend_from_slice(major);
+            b.extend_from_slice(&[0; 4]);
+            b.extend_from_slice(compatible);
+            b
+        };
+        assert_eq!(
+            sniff(&ftyp(b"heic", b"mif1heic")).unwrap(),
+            InputFormat::Heif
+        );
+        assert_eq!(
+            sniff(&ftyp(b"mif1", b"mif1heic")).unwrap(),
+            InputFormat::Heif
+        );
+        assert_eq!(
+            sniff(&ftyp(b"avif", b"mif1avif")).unwrap(),
+            InputFormat::Avif
+        );
+        assert_eq!(
+            sniff(&ftyp(b"mif1", b"mif1miafavif")).unwrap(),
+            InputFormat::Avif
+        );
+        assert!(
+            sniff(&ftyp(b"isom", b"isomiso2mp41")).is_err(),
+            "an MP4 video"
+        );
+        let pdf = sniff(b"%PDF-1.7").unwrap_err();
+        assert!(pdf.to_string().contains("PDF"), "{pdf}");
         assert!(matches!(sniff(b""), Err(Error::Unsupported(_))));
         assert!(matches!(sniff(b"hello"), Err(Error::Unsupported(_))));
     }

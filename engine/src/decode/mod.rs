@@ -1,9 +1,14 @@
 //! Decoding: compressed bytes → [`Bitmap`] (possibly already shrunk) plus the metadata the
 //! later stages need (ICC profile, EXIF orientation).
 
+mod bmp;
+mod gif;
+mod heif;
 mod jpeg;
 mod jpeg_scaled;
 mod png;
+mod tiff;
+mod webp;
 
 use crate::bitmap::Bitmap;
 use crate::orient::Orientation;
@@ -51,6 +56,35 @@ pub(crate) fn decode(
     match info.format {
         InputFormat::Jpeg => jpeg::decode(data, info, shrink, limits),
         InputFormat::Png => png::decode(data, info, shrink, limits),
+        InputFormat::Webp => webp::decode(data, info, shrink, limits),
+        InputFormat::Gif => gif::decode(data, info, shrink, limits),
+        InputFormat::Tiff => tiff::decode(data, info, shrink, limits),
+        InputFormat::Bmp => bmp::decode(data, info, shrink, limits),
+        InputFormat::Heif | InputFormat::Avif => heif::decode(data, info, shrink, limits),
+    }
+}
+
+/// The header of a format other than JPEG and PNG (whose headers [`crate::probe`] reads
+/// itself): dimensions and channels, checked before anything large is allocated.
+pub(crate) fn header(format: InputFormat, data: &[u8]) -> Result<ImageInfo, Error> {
+    match format {
+        InputFormat::Webp => webp::header(data),
+        InputFormat::Gif => gif::header(data),
+        InputFormat::Tiff => tiff::header(data),
+        InputFormat::Bmp => bmp::header(data),
+        InputFormat::Heif | InputFormat::Avif => heif::header(format, data),
+        InputFormat::Jpeg | InputFormat::Png => Err(Error::Internal(
+            "JPEG and PNG headers are the probe's".into(),
+        )),
+    }
+}
+
+/// Refuses, from the header alone, what this build cannot decode (HEIF and AVIF without the
+/// `heif` feature).
+pub(crate) fn check_decodable(info: &ImageInfo) -> Result<(), Error> {
+    match info.format {
+        InputFormat::Heif | InputFormat::Avif => heif::check_decodable(info.format),
+        _ => Ok(()),
     }
 }
 
@@ -79,6 +113,11 @@ pub(crate) fn decode_bytes(data: &[u8], info: &ImageInfo, shrink: u32) -> Decode
             planned: png::decode_bytes(info, shrink, png::interlaced(data)),
             full: png::decode_bytes(info, 1, false),
         },
+        InputFormat::Webp => webp::decode_bytes(data, info, shrink),
+        InputFormat::Gif => gif::decode_bytes(data, info, shrink),
+        InputFormat::Tiff => tiff::decode_bytes(data, info, shrink),
+        InputFormat::Bmp => bmp::decode_bytes(data, info, shrink),
+        InputFormat::Heif | InputFormat::Avif => heif::decode_bytes(data, info, shrink),
     }
 }
 
@@ -88,5 +127,10 @@ pub(crate) fn full_decode_bytes(info: &ImageInfo) -> u64 {
     match info.format {
         InputFormat::Jpeg => jpeg::full_bytes_with(info, true),
         InputFormat::Png => png::decode_bytes(info, 1, false),
+        InputFormat::Webp => webp::full_bytes(info),
+        InputFormat::Gif => gif::full_bytes(info),
+        InputFormat::Tiff => tiff::full_bytes(info),
+        InputFormat::Bmp => bmp::full_bytes(info),
+        InputFormat::Heif | InputFormat::Avif => heif::full_bytes(info),
     }
 }

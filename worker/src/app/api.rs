@@ -478,10 +478,7 @@ pub async fn get_thumbnail(
         return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
     }
     let content_type = thumbd_engine::probe(&data, &thumbd_engine::Limits::default())
-        .map(|i| match i.format {
-            thumbd_engine::InputFormat::Jpeg => "image/jpeg",
-            thumbd_engine::InputFormat::Png => "image/png",
-        })
+        .map(|i| i.format.mime_type())
         .unwrap_or("application/octet-stream");
     Ok((
         [(header::CONTENT_TYPE, content_type.to_string())],

@@ -107,10 +107,7 @@ where
     Ok(Checked {
         data: chunks,
         len,
-        content_type: match format {
-            InputFormat::Jpeg => "image/jpeg",
-            InputFormat::Png => "image/png",
-        },
+        content_type: format.mime_type(),
         file_name: None,
     })
 }

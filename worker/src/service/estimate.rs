@@ -136,6 +136,12 @@ fn estimate_path(
                 ("png-full", (w, h), c, bytes.planned)
             }
         }
+        // The other decoders hand out up to 4 channels at 1/`shrink` (the full image when
+        // they cannot shrink on load, which their own `planned` bound then says).
+        other => {
+            let (dw, dh) = (w.div_ceil(shrink), h.div_ceil(shrink));
+            (other.name(), (dw, dh), 4, bytes.planned)
+        }
     };
     let decoded = dw * dh * channels;
 
