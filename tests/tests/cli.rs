@@ -116,14 +116,14 @@ fn output_paths_mirror_the_inputs() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let expected: BTreeSet<String> = [
-        "photos/a.256.jpg",
-        "photos/a.64.jpg",
-        "photos/sub/b.256.jpg",
-        "photos/sub/b.64.jpg",
-        "photos/sub/deeper/c.256.jpg",
-        "photos/sub/deeper/c.64.jpg",
-        "go_video-001.q50.420.256.jpg",
-        "go_video-001.q50.420.64.jpg",
+        "photos/a.jpg/256.jpg",
+        "photos/a.jpg/64.jpg",
+        "photos/sub/b.png/256.jpg",
+        "photos/sub/b.png/64.jpg",
+        "photos/sub/deeper/c.PNG/256.jpg",
+        "photos/sub/deeper/c.PNG/64.jpg",
+        "go_video-001.q50.420.jpeg/256.jpg",
+        "go_video-001.q50.420.jpeg/64.jpg",
     ]
     .into_iter()
     .map(String::from)
@@ -131,11 +131,11 @@ fn output_paths_mirror_the_inputs() {
     // Exactly these: nothing for notes.txt, no temporary files left behind.
     assert_eq!(tree(&out_dir), expected);
     for (path, source, size) in [
-        ("photos/a.256.jpg", (265, 352), 256),
-        ("photos/a.64.jpg", (265, 352), 64),
-        ("photos/sub/b.256.jpg", (64, 64), 256),
-        ("photos/sub/deeper/c.64.jpg", (2400, 2000), 64),
-        ("go_video-001.q50.420.256.jpg", (150, 103), 256),
+        ("photos/a.jpg/256.jpg", (265, 352), 256),
+        ("photos/a.jpg/64.jpg", (265, 352), 64),
+        ("photos/sub/b.png/256.jpg", (64, 64), 256),
+        ("photos/sub/deeper/c.PNG/64.jpg", (2400, 2000), 64),
+        ("go_video-001.q50.420.jpeg/256.jpg", (150, 103), 256),
     ] {
         let want = expected_inside(source.0, source.1, size);
         assert_eq!(dims(&out_dir.join(path)), want, "{path}");
@@ -150,6 +150,40 @@ fn output_paths_mirror_the_inputs() {
         stderr(&out).contains("4 images"),
         "summary: {}",
         stderr(&out)
+    );
+}
+
+#[test]
+fn no_input_fails_because_of_another_inputs_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    // One name, two formats, in one folder; and one file name in two folders, given directly.
+    copy("imdoc_wizard.jpg", &tmp.path().join("photos/photo.jpg"));
+    copy("pil_rgb_trns.png", &tmp.path().join("photos/photo.png"));
+    let one = tmp.path().join("one/a.jpg");
+    let two = tmp.path().join("two/a.jpg");
+    copy("imdoc_wizard.jpg", &one);
+    copy("plasma_Grey_screenshot_400x250.jpg", &two);
+    let out_dir = tmp.path().join("out");
+
+    let out = run(
+        &["--out", out_dir.to_str().unwrap()],
+        &[&tmp.path().join("photos"), &one, &two],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let expected: BTreeSet<String> = [
+        "photos/photo.jpg/256.jpg",
+        "photos/photo.png/256.jpg",
+        "one/a.jpg/256.jpg",
+        "two/a.jpg/256.jpg",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    assert_eq!(tree(&out_dir), expected);
+    assert_eq!(dims(&out_dir.join("photos/photo.png/256.jpg")), (64, 64));
+    assert_eq!(
+        dims(&out_dir.join("two/a.jpg/256.jpg")),
+        expected_inside(400, 250, 256)
     );
 }
 
@@ -173,7 +207,10 @@ fn json_lines_and_partial_failure() {
     );
     // Some failed, the good one was still made.
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert_eq!(tree(&out_dir), BTreeSet::from(["good.256.jpg".to_string()]));
+    assert_eq!(
+        tree(&out_dir),
+        BTreeSet::from(["good.jpg/256.jpg".to_string()])
+    );
 
     let lines = json_lines(&out);
     assert_eq!(lines.len(), 5, "one line per input: {lines:?}");
@@ -197,7 +234,7 @@ fn json_lines_and_partial_failure() {
             let okeys: BTreeSet<&str> = o.keys().map(String::as_str).collect();
             assert_eq!(okeys, BTreeSet::from(["path", "width", "height", "bytes"]));
             let path = Path::new(o["path"].as_str().unwrap());
-            assert_eq!(path, out_dir.join("good.256.jpg"));
+            assert_eq!(path, out_dir.join("good.jpg/256.jpg"));
             let size = std::fs::metadata(path).unwrap().len();
             assert_eq!(o["bytes"].as_u64(), Some(size));
             let (w, h) = dims(path);
@@ -300,14 +337,14 @@ fn formats_and_cover() {
                 "{format} {fit}: {}",
                 stderr(&out)
             );
-            for (stem, (w, h)) in [
-                ("wide", (2560, 1600)),
-                ("tall", (2560, 3837)),
-                ("thin", (6, 1024)),
-                ("clear", (162, 150)),
+            for (name, (w, h)) in [
+                ("wide.png", (2560, 1600)),
+                ("tall.jpg", (2560, 3837)),
+                ("thin.png", (6, 1024)),
+                ("clear.png", (162, 150)),
             ] {
                 for size in [100, 300] {
-                    let path = out_dir.join(format!("{stem}.{size}.{ext}"));
+                    let path = out_dir.join(name).join(format!("{size}.{ext}"));
                     let data =
                         std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                     assert_eq!(
@@ -326,7 +363,7 @@ fn formats_and_cover() {
             }
             // The transparent source keeps transparency in PNG and WebP, loses it in JPEG.
             let img = thumbd_tests::decode(
-                &std::fs::read(out_dir.join(format!("clear.100.{ext}"))).unwrap(),
+                &std::fs::read(out_dir.join(format!("clear.png/100.{ext}"))).unwrap(),
             );
             let transparent = img.to_rgba8().pixels().any(|p| p.0[3] < 128);
             assert_eq!(transparent, format != "jpeg", "{format}");

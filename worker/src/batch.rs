@@ -1,6 +1,6 @@
 //! `thumbd thumbnail`: a batch run over files and folders on a rayon pool, one image per task.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,12 +11,13 @@ use serde::Serialize;
 use thumbd_engine::{Limits, Request};
 
 use crate::cli::ThumbnailArgs;
+use crate::naming;
 use crate::resources::Resources;
 
 /// Extensions picked up when walking a folder (files named directly are always tried).
 const IMAGE_EXTENSIONS: &[&str] = &[
     "jpg", "jpeg", "jpe", "jfif", "mpo", "png", "gif", "webp", "bmp", "tif", "tiff", "avif",
-    "heic", "jxl",
+    "heic", "heif", "jxl",
 ];
 
 /// One input file and where its thumbnails go.
@@ -24,8 +25,9 @@ const IMAGE_EXTENSIONS: &[&str] = &[
 pub struct Job {
     /// The file to read.
     pub input: PathBuf,
-    /// Output path without the `.<size>.<ext>` suffix, relative to `--out`.
-    pub out_stem: PathBuf,
+    /// The input's path relative to its root, extension kept (`photos/a.jpg`): its thumbnails
+    /// go to `<out>/<name>/<size>.<ext>` ([`naming::thumbnail_path`]), as the worker names them.
+    pub name: PathBuf,
 }
 
 /// The JSON line printed per input with `--json`.
@@ -50,7 +52,7 @@ pub struct OutputReport {
 
 #[derive(Debug, Serialize)]
 pub struct ErrorReport {
-    /// An engine [`thumbd_engine::ErrorKind`] name, or `not_found`, `io`, `output_collision`.
+    /// An engine [`thumbd_engine::ErrorKind`] name, or `not_found`, `io`.
     pub kind: String,
     pub message: String,
 }
@@ -71,43 +73,20 @@ impl Report {
     }
 }
 
-/// Expands the inputs into jobs. Inputs that do not exist or collide on an output name come
-/// back as failed reports, so the rest of the batch still runs.
+/// Expands the inputs into jobs; inputs that do not exist come back as failed reports, so the
+/// rest of the batch still runs.
+///
+/// Each file's name is its path relative to its root: a file given directly is named by its
+/// file name, a folder's files by the folder's name and their path inside it. Inputs whose
+/// names would be equal (`one/a.jpg` and `two/a.jpg`, or two folders called `photos`) are
+/// told apart by as many of their parent folders as it takes (`one/a.jpg`, `two/a.jpg`), so no
+/// input's outputs ever overwrite another's. A file or folder given twice is made once.
 pub fn collect_jobs(inputs: &[PathBuf]) -> (Vec<Job>, Vec<Report>) {
-    let mut jobs = Vec::new();
     let mut failed = Vec::new();
+    let mut roots = Vec::new();
     for input in inputs {
-        if input.is_dir() {
-            let base = input.file_name().map(PathBuf::from).unwrap_or_default();
-            let walk = walkdir::WalkDir::new(input)
-                .follow_links(true)
-                .sort_by_file_name()
-                .into_iter()
-                .filter_entry(|e| {
-                    e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.')
-                });
-            for entry in walk {
-                match entry {
-                    Ok(e) if e.file_type().is_file() && has_image_extension(e.path()) => {
-                        let rel = e.path().strip_prefix(input).unwrap_or(e.path());
-                        jobs.push(Job {
-                            input: e.path().to_path_buf(),
-                            out_stem: base.join(rel.with_extension("")),
-                        });
-                    }
-                    Ok(_) => {}
-                    Err(err) => {
-                        let path = err.path().unwrap_or(input).to_path_buf();
-                        failed.push(Report::failed(&path, "io", err.to_string(), 0.0));
-                    }
-                }
-            }
-        } else if input.exists() {
-            let stem = input.file_stem().map(PathBuf::from).unwrap_or_default();
-            jobs.push(Job {
-                input: input.clone(),
-                out_stem: stem,
-            });
+        if input.exists() {
+            roots.push(input.clone());
         } else {
             failed.push(Report::failed(
                 input,
@@ -117,23 +96,85 @@ pub fn collect_jobs(inputs: &[PathBuf]) -> (Vec<Job>, Vec<Report>) {
             ));
         }
     }
-    // Two inputs mapping to one output name (a.jpg and a.png) would overwrite each other.
-    let mut seen: HashMap<PathBuf, PathBuf> = HashMap::new();
-    jobs.retain(|job| match seen.get(&job.out_stem) {
-        Some(first) => {
-            let message = format!(
-                "its outputs would overwrite those of {} (same name without extension)",
-                first.display()
-            );
-            failed.push(Report::failed(&job.input, "output_collision", message, 0.0));
-            false
+    let names = root_names(&roots);
+    let mut jobs = Vec::new();
+    for (input, base) in roots.iter().zip(names) {
+        if !input.is_dir() {
+            jobs.push(Job {
+                input: input.clone(),
+                name: base,
+            });
+            continue;
         }
-        None => {
-            seen.insert(job.out_stem.clone(), job.input.clone());
-            true
+        let walk = walkdir::WalkDir::new(input)
+            .follow_links(true)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
+        for entry in walk {
+            match entry {
+                Ok(e) if e.file_type().is_file() && has_image_extension(e.path()) => {
+                    let rel = e.path().strip_prefix(input).unwrap_or(e.path());
+                    jobs.push(Job {
+                        input: e.path().to_path_buf(),
+                        name: base.join(rel),
+                    });
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    let path = err.path().unwrap_or(input).to_path_buf();
+                    failed.push(Report::failed(&path, "io", err.to_string(), 0.0));
+                }
+            }
         }
-    });
+    }
+    // Equal names only come from the same root given twice.
+    let mut seen = HashSet::new();
+    jobs.retain(|job| seen.insert(job.name.clone()));
     (jobs, failed)
+}
+
+/// The name each root (a file or folder given on the command line) takes under `--out`: its
+/// last path component, or as many trailing components of its absolute path as it takes to
+/// differ from every other root's. Roots that are one path (given twice) keep one name.
+fn root_names(roots: &[PathBuf]) -> Vec<PathBuf> {
+    let absolute: Vec<Vec<std::ffi::OsString>> = roots
+        .iter()
+        .map(|root| {
+            let path = std::fs::canonicalize(root)
+                .or_else(|_| std::path::absolute(root))
+                .unwrap_or_else(|_| root.clone());
+            path.components()
+                .filter_map(|c| match c {
+                    std::path::Component::Normal(part) => Some(part.to_os_string()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect();
+    let suffix = |parts: &[std::ffi::OsString], n: usize| -> PathBuf {
+        parts[parts.len().saturating_sub(n)..].iter().collect()
+    };
+    let mut lengths = vec![1usize; roots.len()];
+    loop {
+        let names: Vec<PathBuf> = absolute
+            .iter()
+            .zip(&lengths)
+            .map(|(parts, &n)| suffix(parts, n))
+            .collect();
+        let mut grew = false;
+        for i in 0..roots.len() {
+            let clash = (0..roots.len())
+                .any(|j| j != i && names[j] == names[i] && absolute[j] != absolute[i]);
+            if clash && lengths[i] < absolute[i].len() {
+                lengths[i] += 1;
+                grew = true;
+            }
+        }
+        if !grew {
+            return names;
+        }
+    }
 }
 
 fn has_image_extension(path: &Path) -> bool {
@@ -167,7 +208,7 @@ pub fn process(job: &Job, out_dir: &Path, request: &Request, limits: &Limits) ->
     drop(data);
     let mut outputs = Vec::with_capacity(thumbs.len());
     for thumb in &thumbs {
-        let path = output_path(out_dir, &job.out_stem, thumb.size, thumb.format.extension());
+        let path = naming::thumbnail_path(out_dir, &job.name, thumb.size, thumb.format.extension());
         if let Err(e) = write_output(&path, &thumb.data) {
             let message = format!("writing {}: {e:#}", path.display());
             return Report::failed(&job.input, "io", message, ms());
@@ -187,13 +228,6 @@ pub fn process(job: &Job, out_dir: &Path, request: &Request, limits: &Limits) ->
         ms: ms(),
         input_megapixels: megapixels,
     }
-}
-
-/// `<out>/<stem>.<size>.<ext>`, keeping inner dots of the stem (`a.q50` → `a.q50.256.jpg`).
-pub fn output_path(out_dir: &Path, out_stem: &Path, size: u32, ext: &str) -> PathBuf {
-    let name = out_stem.file_name().unwrap_or_default().to_string_lossy();
-    let parent = out_stem.parent().unwrap_or(Path::new(""));
-    out_dir.join(parent).join(format!("{name}.{size}.{ext}"))
 }
 
 enum ReadError {
@@ -324,15 +358,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn output_names_follow_the_contract() {
-        let out = Path::new("/o");
+    fn inputs_of_one_name_are_told_apart_by_their_folders() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = |rel: &str| {
+            let path = tmp.path().join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, b"x").unwrap();
+            path
+        };
+        let (one, two) = (file("one/a.jpg"), file("two/a.jpg"));
+        let (png, other) = (file("one/a.png"), file("x/photos/b.jpg"));
+        file("y/photos/b.jpg");
+        let inputs = vec![
+            one.clone(),
+            two.clone(),
+            png,
+            one.clone(),
+            tmp.path().join("x/photos"),
+            tmp.path().join("y/photos"),
+            other,
+        ];
+        let (jobs, failed) = collect_jobs(&inputs);
+        assert!(failed.is_empty());
+        let names: Vec<&Path> = jobs.iter().map(|j| j.name.as_path()).collect();
         assert_eq!(
-            output_path(out, Path::new("photos/a"), 256, "jpg"),
-            Path::new("/o/photos/a.256.jpg")
-        );
-        assert_eq!(
-            output_path(out, Path::new("a.q50"), 128, "webp"),
-            Path::new("/o/a.q50.128.webp")
+            names,
+            [
+                "one/a.jpg",
+                "two/a.jpg",
+                "a.png",
+                "x/photos/b.jpg",
+                "y/photos/b.jpg",
+                "b.jpg",
+            ]
+            .map(Path::new)
         );
     }
 }

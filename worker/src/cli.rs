@@ -17,13 +17,15 @@ pub struct Cli {
 pub enum Command {
     /// Make thumbnails of files and folders (a batch run on all cores).
     ///
-    /// Each input file becomes `<OUT>/<relative path without extension>.<size>.<ext>`: a file
-    /// given directly lands at `<OUT>/<stem>.<size>.<ext>`, a file found in a folder keeps the
-    /// folder's name and inner path (`photos/a.jpg` → `<OUT>/photos/a.256.jpg`). Folders are
-    /// walked recursively for image-named files (jpg, jpeg, jpe, jfif, mpo, png, gif, webp,
-    /// bmp, tif, tiff, avif, heic, jxl; hidden files skipped); the format is always sniffed from
-    /// the bytes. Exit status: 0 all inputs succeeded, 1 some failed (the others are still
-    /// processed), 2 usage error.
+    /// Each input file becomes `<OUT>/<name>/<size>.<ext>`, as the worker names thumbnails:
+    /// a file given directly is named by its file name (`a.jpg` → `<OUT>/a.jpg/256.jpg`), a
+    /// file found in a folder by the folder's name and its inner path (`photos/a.jpg` →
+    /// `<OUT>/photos/a.jpg/256.jpg`); inputs of the same name from different places keep as
+    /// many parent folders as it takes to tell them apart (`one/a.jpg`, `two/a.jpg`). Folders
+    /// are walked recursively for image-named files (jpg, jpeg, jpe, jfif, mpo, png, gif,
+    /// webp, bmp, tif, tiff, avif, heic, heif, jxl; hidden files skipped); the format is always
+    /// sniffed from the bytes. Exit status: 0 all inputs succeeded, 1 some failed (the others
+    /// are still processed), 2 usage error.
     Thumbnail(ThumbnailArgs),
 
     /// Run the streaming worker: Cloud Storage notifications on Pub/Sub → thumbnails in Cloud

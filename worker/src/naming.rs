@@ -54,6 +54,18 @@ pub fn thumbnail_key(prefix: &str, object: &str, size: u32, extension: &str) -> 
     format!("{}{size}.{extension}", thumbnails_folder(prefix, object))
 }
 
+/// The file of one thumbnail made from a local file named `name` (a relative path, extension
+/// kept) under the folder `out`: `<out>/<name>/<size>.<ext>`, the layout of [`thumbnail_key`]
+/// with folders for prefixes, for names that need not be UTF-8. The batch CLI writes here.
+pub fn thumbnail_path(
+    out: &std::path::Path,
+    name: &std::path::Path,
+    size: u32,
+    extension: &str,
+) -> std::path::PathBuf {
+    out.join(name).join(format!("{size}.{extension}"))
+}
+
 /// Where a permanent failure of `object` is recorded: `<prefix><object>/failed.json`.
 pub fn failure_key(prefix: &str, object: &str) -> String {
     format!("{}{FAILURE_RECORD}", thumbnails_folder(prefix, object))
@@ -221,6 +233,12 @@ mod tests {
         assert_eq!(
             thumbnail_key("thumbs", "a.png", 64, "png"),
             "thumbs/a.png/64.png"
+        );
+        // Files: the same layout under a folder.
+        let out = std::path::Path::new("/o");
+        assert_eq!(
+            thumbnail_path(out, "photos/a.jpg".as_ref(), 256, "jpg"),
+            out.join(thumbnail_key("", "photos/a.jpg", 256, "jpg"))
         );
     }
 
