@@ -1,6 +1,6 @@
 //! `thumbd thumbnail`: a batch run over files and folders on a rayon pool, one image per task.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -96,14 +96,11 @@ pub fn collect_jobs(inputs: &[PathBuf]) -> (Vec<Job>, Vec<Report>) {
             ));
         }
     }
-    let names = root_names(&roots);
-    let mut jobs = Vec::new();
-    for (input, base) in roots.iter().zip(names) {
+    // Every file first, as (root, path inside the root: empty for a file given directly).
+    let mut found: Vec<(usize, PathBuf, PathBuf)> = Vec::new();
+    for (root, input) in roots.iter().enumerate() {
         if !input.is_dir() {
-            jobs.push(Job {
-                input: input.clone(),
-                name: base,
-            });
+            found.push((root, input.clone(), PathBuf::new()));
             continue;
         }
         let walk = walkdir::WalkDir::new(input)
@@ -115,10 +112,7 @@ pub fn collect_jobs(inputs: &[PathBuf]) -> (Vec<Job>, Vec<Report>) {
             match entry {
                 Ok(e) if e.file_type().is_file() && has_image_extension(e.path()) => {
                     let rel = e.path().strip_prefix(input).unwrap_or(e.path());
-                    jobs.push(Job {
-                        input: e.path().to_path_buf(),
-                        name: base.join(rel),
-                    });
+                    found.push((root, e.path().to_path_buf(), rel.to_path_buf()));
                 }
                 Ok(_) => {}
                 Err(err) => {
@@ -128,16 +122,23 @@ pub fn collect_jobs(inputs: &[PathBuf]) -> (Vec<Job>, Vec<Report>) {
             }
         }
     }
-    // Equal names only come from the same root given twice.
+    let names = file_names(&roots, &found);
+    // Equal names are left only for one file reached twice (its root given twice).
     let mut seen = HashSet::new();
-    jobs.retain(|job| seen.insert(job.name.clone()));
+    let jobs = found
+        .into_iter()
+        .zip(names)
+        .filter(|(_, name)| seen.insert(name.clone()))
+        .map(|((_, input, _), name)| Job { input, name })
+        .collect();
     (jobs, failed)
 }
 
-/// The name each root (a file or folder given on the command line) takes under `--out`: its
-/// last path component, or as many trailing components of its absolute path as it takes to
-/// differ from every other root's. Roots that are one path (given twice) keep one name.
-fn root_names(roots: &[PathBuf]) -> Vec<PathBuf> {
+/// The name of each found file (`(root, path, path inside the root)`) under `--out`: its
+/// root's last path component joined with its path inside the root. Where two different files
+/// would share a name, their roots take one more component of their absolute paths, until
+/// every name belongs to one file (absolute paths always differ).
+fn file_names(roots: &[PathBuf], found: &[(usize, PathBuf, PathBuf)]) -> Vec<PathBuf> {
     let absolute: Vec<Vec<std::ffi::OsString>> = roots
         .iter()
         .map(|root| {
@@ -152,26 +153,41 @@ fn root_names(roots: &[PathBuf]) -> Vec<PathBuf> {
                 .collect()
         })
         .collect();
-    let suffix = |parts: &[std::ffi::OsString], n: usize| -> PathBuf {
-        parts[parts.len().saturating_sub(n)..].iter().collect()
+    // The file's name with `n` components of its root's absolute path (all with usize::MAX).
+    let name_at = |root: usize, n: usize, rel: &Path| -> PathBuf {
+        let parts = &absolute[root];
+        parts[parts.len().saturating_sub(n)..]
+            .iter()
+            .collect::<PathBuf>()
+            .join(rel)
     };
     let mut lengths = vec![1usize; roots.len()];
     loop {
-        let names: Vec<PathBuf> = absolute
+        let names: Vec<PathBuf> = found
             .iter()
-            .zip(&lengths)
-            .map(|(parts, &n)| suffix(parts, n))
+            .map(|(root, _, rel)| name_at(*root, lengths[*root], rel))
             .collect();
-        let mut grew = false;
-        for i in 0..roots.len() {
-            let clash = (0..roots.len())
-                .any(|j| j != i && names[j] == names[i] && absolute[j] != absolute[i]);
-            if clash && lengths[i] < absolute[i].len() {
-                lengths[i] += 1;
-                grew = true;
+        // Per name: the absolute path of its first file, whether another file takes it too,
+        // and the roots of every file that takes it.
+        let mut takers: HashMap<&Path, (PathBuf, bool, Vec<usize>)> = HashMap::new();
+        for (name, (root, _, rel)) in names.iter().zip(found) {
+            let path = name_at(*root, usize::MAX, rel);
+            let entry = takers
+                .entry(name.as_path())
+                .or_insert_with(|| (path.clone(), false, Vec::new()));
+            entry.1 |= entry.0 != path;
+            entry.2.push(*root);
+        }
+        let mut grown = vec![false; roots.len()];
+        for (_, clash, clashing_roots) in takers.values() {
+            for &root in clashing_roots.iter().filter(|_| *clash) {
+                if !grown[root] && lengths[root] < absolute[root].len() {
+                    lengths[root] += 1;
+                    grown[root] = true;
+                }
             }
         }
-        if !grew {
+        if !grown.contains(&true) {
             return names;
         }
     }
@@ -392,6 +408,35 @@ mod tests {
                 "b.jpg",
             ]
             .map(Path::new)
+        );
+    }
+
+    /// A name grown to tell two inputs apart must not land on a third input's file: the
+    /// folder `z/one` holds `one/a.jpg` too, so the direct `one/a.jpg` grows once more.
+    #[test]
+    fn a_grown_name_never_lands_on_another_inputs_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        for rel in ["one/a.jpg", "two/a.jpg", "z/one/a.jpg"] {
+            let path = tmp.path().join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, b"x").unwrap();
+        }
+        let inputs = vec![
+            tmp.path().join("one/a.jpg"),
+            tmp.path().join("two/a.jpg"),
+            tmp.path().join("z/one"),
+        ];
+        let (jobs, failed) = collect_jobs(&inputs);
+        assert!(failed.is_empty());
+        let names: Vec<&Path> = jobs.iter().map(|j| j.name.as_path()).collect();
+        let top = Path::new(tmp.path().file_name().unwrap());
+        assert_eq!(
+            names,
+            [
+                top.join("one/a.jpg").as_path(),
+                Path::new("two/a.jpg"),
+                Path::new("z/one/a.jpg"),
+            ]
         );
     }
 }
