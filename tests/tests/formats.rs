@@ -229,6 +229,15 @@ fn bmp() {
 
 /// HEIC and AVIF need libheif (the `heif` feature); without it every file is `unsupported`.
 #[test]
+#[cfg(not(feature = "heif"))]
 fn heif_and_avif() {
     check(&["HEIF/HEIC", "AVIF", "AVIF sequence"], true);
+}
+
+/// With the `heif` feature (system libheif), every HEIC and AVIF file against vipsthumbnail,
+/// which reads them through libheif too.
+#[test]
+#[cfg(feature = "heif")]
+fn heif_and_avif() {
+    check(&["HEIF/HEIC", "AVIF", "AVIF sequence"], false);
 }

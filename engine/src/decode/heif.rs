@@ -1,33 +1,53 @@
-//! HEIC and AVIF through libheif (libheif-rs), behind the `heif` feature.
+//! HEIC/HEIF (HEVC) and AVIF (AV1) through the system libheif (1.14 or later; Debian 12 has
+//! 1.15 with its libde265, dav1d and aom plugins), behind the `heif` feature. Without the
+//! feature every such file is refused as `unsupported` from its header.
 //!
-//! Not written yet: the probe recognises the formats and refuses them as `unsupported` until
-//! this decoder lands (issue 13).
+//! Handles: the primary image (a grid's tiles included) at its displayed size, libheif having
+//! applied its transformations (irot, imir, clap) once, so EXIF orientation is not applied
+//! again (the HEIF rule, as libvips and pillow-heif do); alpha; 8 to 16 bits, delivered as
+//! 8-bit RGB/RGBA; ICC profiles (`prof`/`rICC`; nclx reads as sRGB); an embedded thumbnail
+//! when it is at least the shrink-on-load size, as libvips does.
+//!
+//! Refuses: image sequences without a still primary item (libheif 1.15 reads no sequences),
+//! sides over libheif's limit of 32768 px, and what libheif or its codecs reject.
 
+#[cfg(not(feature = "heif"))]
 use super::{DecodeBytes, Decoded};
-use crate::probe::{ImageInfo, InputFormat};
+use crate::probe::ImageInfo;
+#[cfg(not(feature = "heif"))]
+use crate::probe::InputFormat;
+#[cfg(not(feature = "heif"))]
 use crate::{Error, Limits};
 
-fn not_yet(format: InputFormat) -> Error {
-    Error::Unsupported(format!("{} input is not supported yet", format.name()))
+#[cfg(not(feature = "heif"))]
+fn not_built(format: InputFormat) -> Error {
+    Error::Unsupported(format!(
+        "{} input needs thumbd built with the `heif` feature (system libheif)",
+        format.name()
+    ))
 }
 
+#[cfg(not(feature = "heif"))]
 pub(super) fn check_decodable(format: InputFormat) -> Result<(), Error> {
-    Err(not_yet(format))
+    Err(not_built(format))
 }
 
+#[cfg(not(feature = "heif"))]
 pub(super) fn header(format: InputFormat, _data: &[u8]) -> Result<ImageInfo, Error> {
-    Err(not_yet(format))
+    Err(not_built(format))
 }
 
+#[cfg(not(feature = "heif"))]
 pub(super) fn decode(
     _data: &[u8],
     info: &ImageInfo,
     _shrink: u32,
     _limits: &Limits,
 ) -> Result<Decoded, Error> {
-    Err(not_yet(info.format))
+    Err(not_built(info.format))
 }
 
+#[cfg(not(feature = "heif"))]
 pub(super) fn decode_bytes(_data: &[u8], info: &ImageInfo, _shrink: u32) -> DecodeBytes {
     let full = full_bytes(info);
     DecodeBytes {
@@ -36,6 +56,614 @@ pub(super) fn decode_bytes(_data: &[u8], info: &ImageInfo, _shrink: u32) -> Deco
     }
 }
 
+#[cfg(feature = "heif")]
+pub(super) use with_libheif::{check_decodable, decode, decode_bytes, header};
+
+/// Upper bound of a full-size decode from the header alone: bit depth unknown, so 16-bit
+/// samples (see [`bytes_for`]).
 pub(super) fn full_bytes(info: &ImageInfo) -> u64 {
-    info.pixels() * 4
+    let side = u64::from(info.width.max(info.height));
+    bytes_for(side, true)
+}
+
+/// Upper bound of the bytes libheif and this module hold to decode an image whose largest
+/// side (displayed or coded) is `side`.
+///
+/// The canvas is bounded by `side`², not `side × other`: a grid's canvas size sits in its
+/// `grid` box, which libheif 1.15 does not expose, so [`with_libheif`] caps every side at
+/// `side` through libheif's size limit and the bound must cover a canvas that large. Each
+/// side gets 128 px for the codec's padding (64-px coding blocks, dav1d's borders).
+///
+/// Per canvas pixel, with `s` bytes a sample (1 up to 8 bits, 2 above): the codec's own
+/// picture (YCbCr 4:4:4 plus alpha: 4 samples), libheif's copy of it or a grid's RGB canvas
+/// plus alpha (4 samples), the colour conversion's input and output steps (RGBA at up to
+/// 16 bits: 8 samples), the converted 8-bit RGBA (4 bytes) and our packed copy (4 bytes):
+/// 24 bytes at 8 bits, 40 above. Not all of them live at once; the sum is the bound. Plus
+/// 16 MiB for codec contexts and per-tile state.
+fn bytes_for(side: u64, high_bit_depth: bool) -> u64 {
+    let s = if high_bit_depth { 2 } else { 1 };
+    let padded = side.saturating_add(128);
+    let per_pixel = 16 * s + 8;
+    padded
+        .saturating_mul(padded)
+        .saturating_mul(per_pixel)
+        .saturating_add(16 << 20)
+}
+
+#[cfg(feature = "heif")]
+mod with_libheif {
+    use std::ffi::CStr;
+    use std::marker::PhantomData;
+    use std::os::raw::c_int;
+    use std::ptr;
+
+    use libheif_sys as lh;
+
+    use super::bytes_for;
+    use crate::decode::{DecodeBytes, Decoded};
+    use crate::bitmap::{Bitmap, ColorModel};
+    use crate::orient::Orientation;
+    use crate::probe::{ImageInfo, InputFormat};
+    use crate::{Error, Limits};
+
+    /// libheif 1.15's own default, set explicitly: no side of any item above this is read.
+    const MAX_SIDE: c_int = 32768;
+    /// Thumbnails looked at (files carry one or two).
+    const MAX_THUMBNAILS: usize = 16;
+
+    pub(in crate::decode) fn check_decodable(_format: InputFormat) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// A libheif context over `data`, which it reads in place (hence the lifetime).
+    struct Context<'a> {
+        ptr: *mut lh::heif_context,
+        format: InputFormat,
+        _data: PhantomData<&'a [u8]>,
+    }
+
+    impl Drop for Context<'_> {
+        fn drop(&mut self) {
+            // SAFETY: allocated by heif_context_alloc, freed once; handles keep their own refs.
+            unsafe { lh::heif_context_free(self.ptr) }
+        }
+    }
+
+    struct Handle(*mut lh::heif_image_handle);
+
+    impl Drop for Handle {
+        fn drop(&mut self) {
+            // SAFETY: a handle libheif gave us, released once.
+            unsafe { lh::heif_image_handle_release(self.0) }
+        }
+    }
+
+    struct Image(*mut lh::heif_image);
+
+    impl Drop for Image {
+        fn drop(&mut self) {
+            // SAFETY: an image libheif gave us, released once.
+            unsafe { lh::heif_image_release(self.0) }
+        }
+    }
+
+    /// Where an error came from: a size limit hit while reading the boxes is a real (too
+    /// large) image; hit while decoding, an inner size that lies about the declared one.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Stage {
+        Read,
+        Decode,
+    }
+
+    fn check(format: InputFormat, err: lh::heif_error, stage: Stage) -> Result<(), Error> {
+        if err.code == lh::heif_error_code_heif_error_Ok {
+            return Ok(());
+        }
+        let message = if err.message.is_null() {
+            String::new()
+        } else {
+            // SAFETY: libheif's messages are NUL-terminated strings that outlive the call.
+            unsafe { CStr::from_ptr(err.message) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        let name = format.name();
+        let detail = format!("libheif: {message} ({}/{})", err.code, err.subcode);
+        Err(match (err.code, err.subcode) {
+            (_, lh::heif_suberror_code_heif_suberror_End_of_data) => Error::Truncated {
+                format: name,
+                detail,
+            },
+            (
+                lh::heif_error_code_heif_error_Unsupported_filetype
+                | lh::heif_error_code_heif_error_Unsupported_feature,
+                _,
+            ) => Error::Unsupported(format!("{name}: {detail}")),
+            (_, lh::heif_suberror_code_heif_suberror_Security_limit_exceeded)
+                if stage == Stage::Read =>
+            {
+                Error::Unsupported(format!("{name}: {detail}"))
+            }
+            _ => Error::Corrupt {
+                format: name,
+                detail,
+            },
+        })
+    }
+
+    impl<'a> Context<'a> {
+        fn open(format: InputFormat, data: &'a [u8]) -> Result<Self, Error> {
+            // SAFETY: plain allocation; null checked.
+            let ptr = unsafe { lh::heif_context_alloc() };
+            if ptr.is_null() {
+                return Err(Error::Internal("heif_context_alloc failed".into()));
+            }
+            let ctx = Context {
+                ptr,
+                format,
+                _data: PhantomData,
+            };
+            // SAFETY: ctx.ptr is valid; `data` outlives the context ('a), as the without-copy
+            // read requires.
+            unsafe {
+                // 0: a grid's tiles are decoded on the calling thread, not a pool of libheif's
+                // own; the engine runs one image per core already.
+                lh::heif_context_set_max_decoding_threads(ctx.ptr, 0);
+                lh::heif_context_set_maximum_image_size_limit(ctx.ptr, MAX_SIDE);
+                let err = lh::heif_context_read_from_memory_without_copy(
+                    ctx.ptr,
+                    data.as_ptr().cast(),
+                    data.len(),
+                    ptr::null(),
+                );
+                check(format, err, Stage::Read)?;
+            }
+            Ok(ctx)
+        }
+
+        fn primary(&self) -> Result<Handle, Error> {
+            let mut handle = ptr::null_mut();
+            // SAFETY: valid context; the out pointer is written on success.
+            let err = unsafe { lh::heif_context_get_primary_image_handle(self.ptr, &mut handle) };
+            check(self.format, err, Stage::Read)?;
+            if handle.is_null() {
+                return Err(self.corrupt("no primary image"));
+            }
+            Ok(Handle(handle))
+        }
+
+        fn corrupt(&self, detail: &str) -> Error {
+            Error::Corrupt {
+                format: self.format.name(),
+                detail: detail.into(),
+            }
+        }
+    }
+
+    impl Handle {
+        /// Displayed size (after irot/clap), libheif's width and height.
+        fn size(&self) -> (u32, u32) {
+            // SAFETY: valid handle.
+            let (w, h) = unsafe {
+                (
+                    lh::heif_image_handle_get_width(self.0),
+                    lh::heif_image_handle_get_height(self.0),
+                )
+            };
+            (
+                u32::try_from(w).unwrap_or(0),
+                u32::try_from(h).unwrap_or(0),
+            )
+        }
+
+        /// The largest side, displayed or coded (`ispe`, before clap crops it).
+        fn max_side(&self) -> u64 {
+            let (w, h) = self.size();
+            // SAFETY: valid handle.
+            let (iw, ih) = unsafe {
+                (
+                    lh::heif_image_handle_get_ispe_width(self.0),
+                    lh::heif_image_handle_get_ispe_height(self.0),
+                )
+            };
+            [w, h, u32::try_from(iw).unwrap_or(0), u32::try_from(ih).unwrap_or(0)]
+                .into_iter()
+                .max()
+                .map_or(0, u64::from)
+        }
+
+        fn has_alpha(&self) -> bool {
+            // SAFETY: valid handle.
+            unsafe { lh::heif_image_handle_has_alpha_channel(self.0) != 0 }
+        }
+
+        fn high_bit_depth(&self) -> bool {
+            // SAFETY: valid handle. -1 (undefined) counts as high: the bound must hold.
+            let bits = unsafe { lh::heif_image_handle_get_luma_bits_per_pixel(self.0) };
+            !(1..=8).contains(&bits)
+        }
+
+        fn bytes(&self) -> u64 {
+            bytes_for(self.max_side(), self.high_bit_depth())
+        }
+
+        /// The embedded ICC profile; none for nclx (a colour space we treat as sRGB).
+        fn icc(&self) -> Option<Vec<u8>> {
+            // SAFETY: valid handle; the buffer has the size libheif reports.
+            unsafe {
+                let kind = lh::heif_image_handle_get_color_profile_type(self.0);
+                if kind != lh::heif_color_profile_type_heif_color_profile_type_prof
+                    && kind != lh::heif_color_profile_type_heif_color_profile_type_rICC
+                {
+                    return None;
+                }
+                let size = lh::heif_image_handle_get_raw_color_profile_size(self.0);
+                if size == 0 || size > 16 << 20 {
+                    return None;
+                }
+                let mut icc = vec![0u8; size];
+                let err = lh::heif_image_handle_get_raw_color_profile(
+                    self.0,
+                    icc.as_mut_ptr().cast(),
+                );
+                (err.code == lh::heif_error_code_heif_error_Ok).then_some(icc)
+            }
+        }
+
+        /// The smallest embedded thumbnail at least `target` on both sides, of the primary's
+        /// aspect ratio (within 2 %) and alpha: what libvips would load instead.
+        fn thumbnail(&self, target: (u32, u32)) -> Option<Handle> {
+            let (w, h) = self.size();
+            // SAFETY: valid handle; the id buffer holds as many ids as we pass as its length.
+            let ids = unsafe {
+                let n = lh::heif_image_handle_get_number_of_thumbnails(self.0);
+                let n = usize::try_from(n).unwrap_or(0).min(MAX_THUMBNAILS);
+                let mut ids = vec![0 as lh::heif_item_id; n];
+                let got = lh::heif_image_handle_get_list_of_thumbnail_IDs(
+                    self.0,
+                    ids.as_mut_ptr(),
+                    n as c_int,
+                );
+                ids.truncate(usize::try_from(got).unwrap_or(0));
+                ids
+            };
+            let mut best: Option<(u64, Handle)> = None;
+            for id in ids {
+                let mut ptr = ptr::null_mut();
+                // SAFETY: valid handle and an id it listed.
+                let err = unsafe { lh::heif_image_handle_get_thumbnail(self.0, id, &mut ptr) };
+                if err.code != lh::heif_error_code_heif_error_Ok || ptr.is_null() {
+                    continue;
+                }
+                let thumb = Handle(ptr);
+                let (tw, th) = thumb.size();
+                let same_aspect = (u64::from(tw) * u64::from(h)).abs_diff(u64::from(th) * u64::from(w))
+                    * 50
+                    <= u64::from(tw) * u64::from(h);
+                let fits = tw >= target.0 && th >= target.1 && tw < w && th < h;
+                if !fits || !same_aspect || thumb.has_alpha() != self.has_alpha() {
+                    continue;
+                }
+                let pixels = u64::from(tw) * u64::from(th);
+                if best.as_ref().is_none_or(|(p, _)| pixels < *p) {
+                    best = Some((pixels, thumb));
+                }
+            }
+            best.map(|(_, thumb)| thumb)
+        }
+    }
+
+    pub(in crate::decode) fn header(format: InputFormat, data: &[u8]) -> Result<ImageInfo, Error> {
+        let ctx = Context::open(format, data)?;
+        let primary = ctx.primary()?;
+        let (width, height) = primary.size();
+        Ok(ImageInfo {
+            format,
+            width,
+            height,
+            channels: if primary.has_alpha() { 4 } else { 3 },
+            jpeg_coding: None,
+            adobe_transform: None,
+        })
+    }
+
+    fn shrink_target(info: &ImageInfo, shrink: u32) -> (u32, u32) {
+        let shrink = shrink.max(1);
+        (info.width.div_ceil(shrink), info.height.div_ceil(shrink))
+    }
+
+    /// The handle a decode at `shrink` reads: a large enough thumbnail, else the primary.
+    fn planned(primary: Handle, info: &ImageInfo, shrink: u32) -> Handle {
+        if shrink > 1 {
+            if let Some(thumb) = primary.thumbnail(shrink_target(info, shrink)) {
+                return thumb;
+            }
+        }
+        primary
+    }
+
+    pub(in crate::decode) fn decode_bytes(data: &[u8], info: &ImageInfo, shrink: u32) -> DecodeBytes {
+        let bounds = Context::open(info.format, data).and_then(|ctx| {
+            let primary = ctx.primary()?;
+            let full = primary.bytes();
+            let planned = planned(primary, info, shrink).bytes();
+            Ok(DecodeBytes { planned, full })
+        });
+        bounds.unwrap_or_else(|_| {
+            let full = super::full_bytes(info);
+            DecodeBytes {
+                planned: full,
+                full,
+            }
+        })
+    }
+
+    pub(in crate::decode) fn decode(
+        data: &[u8],
+        info: &ImageInfo,
+        shrink: u32,
+        limits: &Limits,
+    ) -> Result<Decoded, Error> {
+        let ctx = Context::open(info.format, data)?;
+        let primary = ctx.primary()?;
+        if primary.size() != (info.width, info.height) {
+            return Err(ctx.corrupt("primary image size changed between reads"));
+        }
+        let primary_icc = primary.icc();
+        let handle = planned(primary, info, shrink);
+        let icc = handle.icc().or(primary_icc);
+        let (width, height) = handle.size();
+        let alpha = handle.has_alpha();
+        limits.afford_decode(|| handle.bytes())?;
+
+        let max_side = c_int::try_from(handle.max_side())
+            .unwrap_or(MAX_SIDE)
+            .min(MAX_SIDE - 1);
+        // SAFETY: valid pointers throughout; the options come from libheif's allocator (its
+        // layout may be newer than our bindings, so only version-1/2 fields are written).
+        let image = unsafe {
+            // A grid canvas larger than the declared size is refused before it is allocated
+            // (libheif refuses a canvas side >= the limit).
+            lh::heif_context_set_maximum_image_size_limit(ctx.ptr, max_side + 1);
+            let options = lh::heif_decoding_options_alloc();
+            if options.is_null() {
+                return Err(Error::Internal("heif_decoding_options_alloc failed".into()));
+            }
+            if (*options).version >= 2 {
+                (*options).convert_hdr_to_8bit = 1;
+            }
+            let mut image = ptr::null_mut();
+            let chroma = if alpha {
+                lh::heif_chroma_heif_chroma_interleaved_RGBA
+            } else {
+                lh::heif_chroma_heif_chroma_interleaved_RGB
+            };
+            let err = lh::heif_decode_image(
+                handle.0,
+                &mut image,
+                lh::heif_colorspace_heif_colorspace_RGB,
+                chroma,
+                options,
+            );
+            lh::heif_decoding_options_free(options);
+            check(info.format, err, Stage::Decode)?;
+            if image.is_null() {
+                return Err(ctx.corrupt("libheif returned no image"));
+            }
+            Image(image)
+        };
+        let model = if alpha {
+            ColorModel::Rgba
+        } else {
+            ColorModel::Rgb
+        };
+        let bitmap = copy_interleaved(&ctx, &image, width, height, model)?;
+        Ok(Decoded {
+            bitmap,
+            icc,
+            // libheif applied irot/imir/clap; EXIF orientation is informative only in HEIF.
+            orientation: Orientation::default(),
+        })
+    }
+
+    /// The decoded interleaved plane, packed (libheif pads its rows), checked against the
+    /// size the handle declared.
+    fn copy_interleaved(
+        ctx: &Context,
+        image: &Image,
+        width: u32,
+        height: u32,
+        model: ColorModel,
+    ) -> Result<Bitmap, Error> {
+        let channel = lh::heif_channel_heif_channel_interleaved;
+        let mut stride: c_int = 0;
+        // SAFETY: valid image; the plane pointer stays valid while `image` lives, and is read
+        // only within height × stride bytes, which libheif allocated.
+        unsafe {
+            let (w, h) = (
+                lh::heif_image_get_width(image.0, channel),
+                lh::heif_image_get_height(image.0, channel),
+            );
+            let bits = lh::heif_image_get_bits_per_pixel_range(image.0, channel);
+            if (u32::try_from(w), u32::try_from(h)) != (Ok(width), Ok(height)) {
+                return Err(ctx.corrupt(&format!(
+                    "decoded {w}x{h}, the file declares {width}x{height}"
+                )));
+            }
+            if bits != 8 {
+                return Err(Error::Internal(format!(
+                    "libheif delivered {bits}-bit samples, 8 requested"
+                )));
+            }
+            let plane = lh::heif_image_get_plane_readonly(image.0, channel, &mut stride);
+            let row = width as usize * model.channels();
+            let stride = usize::try_from(stride).unwrap_or(0);
+            if plane.is_null() || stride < row {
+                return Err(ctx.corrupt("libheif returned no pixel plane"));
+            }
+            let mut data = Vec::with_capacity(row * height as usize);
+            for y in 0..height as usize {
+                data.extend_from_slice(std::slice::from_raw_parts(plane.add(y * stride), row));
+            }
+            Ok(Bitmap::new(width, height, model, data))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bound_grows_with_bit_depth_and_covers_the_square_canvas() {
+        let low = bytes_for(4032, false);
+        let high = bytes_for(4032, true);
+        assert!(low >= 4032 * 4032 * 24);
+        assert!(high >= 4032 * 4032 * 40);
+        assert!(high > low);
+    }
+}
+
+#[cfg(all(test, feature = "heif"))]
+mod libheif_tests {
+    use super::*;
+    use crate::bitmap::ColorModel;
+    use crate::decode::Decoded;
+    use crate::orient::Orientation;
+    use crate::probe::{probe, InputFormat};
+    use crate::{Error, Limits};
+
+    fn corpus(name: &str) -> Vec<u8> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../corpus/formats/");
+        std::fs::read(format!("{path}{name}")).expect("corpus file")
+    }
+
+    fn decode_full(name: &str, shrink: u32) -> (ImageInfo, Decoded) {
+        let data = corpus(name);
+        let info = probe(&data, &Limits::default()).expect(name);
+        let decoded = decode(&data, &info, shrink, &Limits::default()).expect(name);
+        (info, decoded)
+    }
+
+    #[test]
+    fn corpus_files_decode_at_their_displayed_size() {
+        for (name, format, w, h, model) in [
+            ("derived_heic_8bit_q50_Kite.heic", InputFormat::Heif, 2560, 1600, ColorModel::Rgb),
+            ("derived_heic_10bit_coffee.heic", InputFormat::Heif, 600, 400, ColorModel::Rgb),
+            ("libheifrs_alpha.heif", InputFormat::Heif, 256, 256, ColorModel::Rgba),
+            ("libheifrs_test.heic", InputFormat::Heif, 1652, 1791, ColorModel::Rgb),
+            ("derived_avif_10bit_444_coffee.avif", InputFormat::Avif, 600, 400, ColorModel::Rgb),
+            ("derived_avif_alpha_420_astronaut.avif", InputFormat::Avif, 512, 512, ColorModel::Rgba),
+            ("kimageformats_avif_rgba.avif", InputFormat::Avif, 32, 32, ColorModel::Rgba),
+            ("kimageformats_avif_rotated090_left-to-right.avif", InputFormat::Avif, 480, 160, ColorModel::Rgb),
+            ("libheifrs_grid.heif", InputFormat::Avif, 960, 720, ColorModel::Rgb),
+        ] {
+            let (info, decoded) = decode_full(name, 1);
+            assert_eq!((info.format, info.width, info.height), (format, w, h), "{name}");
+            let b = &decoded.bitmap;
+            assert_eq!((b.width, b.height, b.model), (w, h, model), "{name}");
+            assert_eq!(b.data.len(), (w * h) as usize * model.channels(), "{name}");
+            assert_eq!(decoded.orientation, Orientation::default(), "{name}");
+        }
+    }
+
+    #[test]
+    fn irot_is_applied_once_and_exif_orientation_never() {
+        for name in [
+            "derived_heic_irot270_exif6_truck.heic",
+            "derived_heic_irot_exif6_truck.heic",
+        ] {
+            let (info, decoded) = decode_full(name, 2);
+            assert_eq!((info.width, info.height), (768, 512), "{name}");
+            assert!(decoded.bitmap.width >= 384 && decoded.bitmap.height >= 256);
+            assert_eq!(decoded.bitmap.width * 512, decoded.bitmap.height * 768, "{name}");
+            assert_eq!(decoded.orientation, Orientation::default(), "{name}");
+        }
+    }
+
+    #[test]
+    fn icc_profile_is_returned_and_nclx_is_none() {
+        let (_, kite) = decode_full("derived_heic_8bit_q50_Kite.heic", 1);
+        assert!(kite.icc.is_some_and(|icc| icc.len() > 128));
+        let (_, coffee) = decode_full("derived_avif_10bit_444_coffee.avif", 1);
+        assert!(coffee.icc.is_none());
+    }
+
+    #[test]
+    fn truncated_files_give_typed_errors() {
+        for name in [
+            "derived_bad_trunc60_avif_ColorfulCups.avif",
+            "derived_bad_trunc60_heic_Kite.heic",
+        ] {
+            let data = corpus(name);
+            let err = probe(&data, &Limits::default())
+                .and_then(|info| decode(&data, &info, 1, &Limits::default()).map(|_| ()))
+                .expect_err(name);
+            assert!(
+                matches!(err, Error::Truncated { .. } | Error::Corrupt { .. }),
+                "{name}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn image_sequence_is_ok_or_a_typed_error() {
+        let data = corpus("libheifrs_star-8bpc.avifs");
+        match probe(&data, &Limits::default()) {
+            Ok(info) => match decode(&data, &info, 1, &Limits::default()) {
+                Ok(d) => assert_eq!((d.bitmap.width, d.bitmap.height), (159, 159)),
+                Err(e) => assert_ne!(e.kind(), crate::ErrorKind::Internal, "{e}"),
+            },
+            Err(e) => assert_ne!(e.kind(), crate::ErrorKind::Internal, "{e}"),
+        }
+    }
+
+    /// Every prefix length (coarsely) and single-byte damage across the header: a typed error
+    /// or an image, never a panic or an internal error.
+    #[test]
+    fn hostile_prefixes_and_damage_never_panic() {
+        for name in ["libheifrs_alpha.heif", "kimageformats_avif_rgba.avif", "libheifrs_grid.heif"] {
+            let data = corpus(name);
+            let mut inputs: Vec<Vec<u8>> = (0..data.len())
+                .step_by((data.len() / 97).max(1))
+                .map(|n| data[..n].to_vec())
+                .collect();
+            for at in (0..data.len().min(1200)).step_by(7) {
+                let mut damaged = data.clone();
+                damaged[at] ^= 0xa5;
+                inputs.push(damaged);
+            }
+            for input in inputs {
+                let result = probe(&input, &Limits::default()).and_then(|info| {
+                    let _ = decode_bytes(&input, &info, 2);
+                    decode(&input, &info, 2, &Limits::default()).map(|_| ())
+                });
+                if let Err(e) = result {
+                    assert_ne!(e.kind(), crate::ErrorKind::Internal, "{name}: {e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn decode_is_refused_over_the_allowance_with_the_bound_it_needs() {
+        let data = corpus("derived_heic_8bit_q50_Kite.heic");
+        let info = probe(&data, &Limits::default()).unwrap();
+        let bytes = decode_bytes(&data, &info, 1);
+        assert!(bytes.planned <= bytes.full);
+        assert!(bytes.full >= 2560 * 2560 * 24);
+        let tight = Limits {
+            max_decode_bytes: bytes.full - 1,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            decode(&data, &info, 1, &tight),
+            Err(Error::OverBudget { .. })
+        ));
+        let enough = Limits {
+            max_decode_bytes: bytes.full,
+            ..Limits::default()
+        };
+        assert!(decode(&data, &info, 1, &enough).is_ok());
+    }
 }
