@@ -100,8 +100,8 @@ mod with_libheif {
     use libheif_sys as lh;
 
     use super::bytes_for;
-    use crate::decode::{DecodeBytes, Decoded};
     use crate::bitmap::{Bitmap, ColorModel};
+    use crate::decode::{DecodeBytes, Decoded};
     use crate::orient::Orientation;
     use crate::probe::{ImageInfo, InputFormat};
     use crate::{Error, Limits};
@@ -250,10 +250,7 @@ mod with_libheif {
                     lh::heif_image_handle_get_height(self.0),
                 )
             };
-            (
-                u32::try_from(w).unwrap_or(0),
-                u32::try_from(h).unwrap_or(0),
-            )
+            (u32::try_from(w).unwrap_or(0), u32::try_from(h).unwrap_or(0))
         }
 
         /// The largest side, displayed or coded (`ispe`, before clap crops it).
@@ -266,10 +263,15 @@ mod with_libheif {
                     lh::heif_image_handle_get_ispe_height(self.0),
                 )
             };
-            [w, h, u32::try_from(iw).unwrap_or(0), u32::try_from(ih).unwrap_or(0)]
-                .into_iter()
-                .max()
-                .map_or(0, u64::from)
+            [
+                w,
+                h,
+                u32::try_from(iw).unwrap_or(0),
+                u32::try_from(ih).unwrap_or(0),
+            ]
+            .into_iter()
+            .max()
+            .map_or(0, u64::from)
         }
 
         fn has_alpha(&self) -> bool {
@@ -302,10 +304,8 @@ mod with_libheif {
                     return None;
                 }
                 let mut icc = vec![0u8; size];
-                let err = lh::heif_image_handle_get_raw_color_profile(
-                    self.0,
-                    icc.as_mut_ptr().cast(),
-                );
+                let err =
+                    lh::heif_image_handle_get_raw_color_profile(self.0, icc.as_mut_ptr().cast());
                 (err.code == lh::heif_error_code_heif_error_Ok).then_some(icc)
             }
         }
@@ -337,9 +337,9 @@ mod with_libheif {
                 }
                 let thumb = Handle(ptr);
                 let (tw, th) = thumb.size();
-                let same_aspect = (u64::from(tw) * u64::from(h)).abs_diff(u64::from(th) * u64::from(w))
-                    * 50
-                    <= u64::from(tw) * u64::from(h);
+                let same_aspect =
+                    (u64::from(tw) * u64::from(h)).abs_diff(u64::from(th) * u64::from(w)) * 50
+                        <= u64::from(tw) * u64::from(h);
                 let fits = tw >= target.0 && th >= target.1 && tw < w && th < h;
                 if !fits || !same_aspect || thumb.has_alpha() != self.has_alpha() {
                     continue;
@@ -382,7 +382,11 @@ mod with_libheif {
         primary
     }
 
-    pub(in crate::decode) fn decode_bytes(data: &[u8], info: &ImageInfo, shrink: u32) -> DecodeBytes {
+    pub(in crate::decode) fn decode_bytes(
+        data: &[u8],
+        info: &ImageInfo,
+        shrink: u32,
+    ) -> DecodeBytes {
         let bounds = Context::open(info.format, data).and_then(|ctx| {
             let primary = ctx.primary()?;
             let full = primary.bytes();
@@ -548,18 +552,76 @@ mod libheif_tests {
     #[test]
     fn corpus_files_decode_at_their_displayed_size() {
         for (name, format, w, h, model) in [
-            ("derived_heic_8bit_q50_Kite.heic", InputFormat::Heif, 2560, 1600, ColorModel::Rgb),
-            ("derived_heic_10bit_coffee.heic", InputFormat::Heif, 600, 400, ColorModel::Rgb),
-            ("libheifrs_alpha.heif", InputFormat::Heif, 256, 256, ColorModel::Rgba),
-            ("libheifrs_test.heic", InputFormat::Heif, 1652, 1791, ColorModel::Rgb),
-            ("derived_avif_10bit_444_coffee.avif", InputFormat::Avif, 600, 400, ColorModel::Rgb),
-            ("derived_avif_alpha_420_astronaut.avif", InputFormat::Avif, 512, 512, ColorModel::Rgba),
-            ("kimageformats_avif_rgba.avif", InputFormat::Avif, 32, 32, ColorModel::Rgba),
-            ("kimageformats_avif_rotated090_left-to-right.avif", InputFormat::Avif, 480, 160, ColorModel::Rgb),
-            ("libheifrs_grid.heif", InputFormat::Avif, 960, 720, ColorModel::Rgb),
+            (
+                "derived_heic_8bit_q50_Kite.heic",
+                InputFormat::Heif,
+                2560,
+                1600,
+                ColorModel::Rgb,
+            ),
+            (
+                "derived_heic_10bit_coffee.heic",
+                InputFormat::Heif,
+                600,
+                400,
+                ColorModel::Rgb,
+            ),
+            (
+                "libheifrs_alpha.heif",
+                InputFormat::Heif,
+                256,
+                256,
+                ColorModel::Rgba,
+            ),
+            (
+                "libheifrs_test.heic",
+                InputFormat::Heif,
+                1652,
+                1791,
+                ColorModel::Rgb,
+            ),
+            (
+                "derived_avif_10bit_444_coffee.avif",
+                InputFormat::Avif,
+                600,
+                400,
+                ColorModel::Rgb,
+            ),
+            (
+                "derived_avif_alpha_420_astronaut.avif",
+                InputFormat::Avif,
+                512,
+                512,
+                ColorModel::Rgba,
+            ),
+            (
+                "kimageformats_avif_rgba.avif",
+                InputFormat::Avif,
+                32,
+                32,
+                ColorModel::Rgba,
+            ),
+            (
+                "kimageformats_avif_rotated090_left-to-right.avif",
+                InputFormat::Avif,
+                480,
+                160,
+                ColorModel::Rgb,
+            ),
+            (
+                "libheifrs_grid.heif",
+                InputFormat::Avif,
+                960,
+                720,
+                ColorModel::Rgb,
+            ),
         ] {
             let (info, decoded) = decode_full(name, 1);
-            assert_eq!((info.format, info.width, info.height), (format, w, h), "{name}");
+            assert_eq!(
+                (info.format, info.width, info.height),
+                (format, w, h),
+                "{name}"
+            );
             let b = &decoded.bitmap;
             assert_eq!((b.width, b.height, b.model), (w, h, model), "{name}");
             assert_eq!(b.data.len(), (w * h) as usize * model.channels(), "{name}");
@@ -576,7 +638,11 @@ mod libheif_tests {
             let (info, decoded) = decode_full(name, 2);
             assert_eq!((info.width, info.height), (768, 512), "{name}");
             assert!(decoded.bitmap.width >= 384 && decoded.bitmap.height >= 256);
-            assert_eq!(decoded.bitmap.width * 512, decoded.bitmap.height * 768, "{name}");
+            assert_eq!(
+                decoded.bitmap.width * 512,
+                decoded.bitmap.height * 768,
+                "{name}"
+            );
             assert_eq!(decoded.orientation, Orientation::default(), "{name}");
         }
     }
@@ -622,7 +688,11 @@ mod libheif_tests {
     /// or an image, never a panic or an internal error.
     #[test]
     fn hostile_prefixes_and_damage_never_panic() {
-        for name in ["libheifrs_alpha.heif", "kimageformats_avif_rgba.avif", "libheifrs_grid.heif"] {
+        for name in [
+            "libheifrs_alpha.heif",
+            "kimageformats_avif_rgba.avif",
+            "libheifrs_grid.heif",
+        ] {
             let data = corpus(name);
             let mut inputs: Vec<Vec<u8>> = (0..data.len())
                 .step_by((data.len() / 97).max(1))
