@@ -100,9 +100,14 @@ fn expectation(row: &Row) -> Expect {
     use ErrorKind::*;
     let hostile = vec![Truncated, Corrupt, TooManyPixels];
     if row.expect.starts_with("ok or error") {
+        let mut errors = hostile;
+        // A valid image sequence that libheif 1.15 does not read (no still primary item).
+        if row.format == "AVIF sequence" {
+            errors.push(Unsupported);
+        }
         Expect {
             thumbnail: true,
-            errors: hostile,
+            errors,
         }
     } else if row.expect.starts_with("ok") {
         Expect {

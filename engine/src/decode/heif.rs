@@ -715,6 +715,66 @@ mod libheif_tests {
         }
     }
 
+    /// `libheifrs_grid.heif`'s grid box (2×2 tiles of 480×360 onto 960×720) sits at byte 95:
+    /// version, flags, rows − 1, columns − 1, then the canvas size as two u16.
+    fn patched_grid(rows_minus_one: u8, cols_minus_one: u8, canvas: (u16, u16)) -> Vec<u8> {
+        let mut data = corpus("libheifrs_grid.heif");
+        assert_eq!(data[95..103], [0, 0, 1, 1, 0x03, 0xc0, 0x02, 0xd0]);
+        data[97] = rows_minus_one;
+        data[98] = cols_minus_one;
+        data[99..101].copy_from_slice(&canvas.0.to_be_bytes());
+        data[101..103].copy_from_slice(&canvas.1.to_be_bytes());
+        data
+    }
+
+    #[test]
+    fn a_grid_canvas_beyond_the_declared_size_is_refused_before_allocation() {
+        // 30000×30000 would be 5.4 GB of 16-bit RGB planes; ispe still says 960×720.
+        let data = patched_grid(1, 1, (30000, 30000));
+        let info = probe(&data, &Limits::default()).unwrap();
+        assert_eq!((info.width, info.height), (960, 720));
+        let err = decode(&data, &info, 1, &Limits::default())
+            .map(|_| ())
+            .unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+        // Refused by the side limit set from the declared size, not by libheif's default.
+        assert!(err.to_string().contains("961x961"), "{err}");
+    }
+
+    #[test]
+    fn a_grid_of_65536_tiles_with_four_is_a_typed_error() {
+        // 256×256 tiles (the most the box can say) of which the file has 4.
+        let data = patched_grid(255, 255, (960, 720));
+        let result = probe(&data, &Limits::default())
+            .and_then(|info| decode(&data, &info, 1, &Limits::default()).map(|_| ()));
+        let err = result.unwrap_err();
+        assert!(
+            matches!(err, Error::Corrupt { .. } | Error::Truncated { .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn embedded_thumbnail_is_used_when_large_enough() {
+        // 1652×1791 with a thumbnail item; at a shrink of 13 the target is 128×138.
+        let data = corpus("libheifrs_test.heic");
+        let info = probe(&data, &Limits::default()).unwrap();
+        let small = decode(&data, &info, 13, &Limits::default()).unwrap().bitmap;
+        assert!(
+            small.width >= 128 && small.height >= 138,
+            "{}x{}",
+            small.width,
+            small.height
+        );
+        assert!(small.width < 1652, "the thumbnail, not the primary image");
+        let bytes = decode_bytes(&data, &info, 13);
+        assert!(bytes.planned < bytes.full);
+        // At a shrink of 2 (826×896) the thumbnail is too small: the primary image.
+        let large = decode(&data, &info, 2, &Limits::default()).unwrap().bitmap;
+        assert_eq!((large.width, large.height), (1652, 1791));
+        assert_eq!(decode_bytes(&data, &info, 2).planned, bytes.full);
+    }
+
     #[test]
     fn decode_is_refused_over_the_allowance_with_the_bound_it_needs() {
         let data = corpus("derived_heic_8bit_q50_Kite.heic");
