@@ -207,7 +207,8 @@ mod with_libheif {
             // read requires.
             unsafe {
                 // 0: a grid's tiles are decoded on the calling thread, not a pool of libheif's
-                // own; the engine runs one image per core already.
+                // own; the engine runs one image per core already. (The codecs are out of
+                // reach in 1.15: libde265 starts one worker thread, dav1d as many as cores.)
                 lh::heif_context_set_max_decoding_threads(ctx.ptr, 0);
                 lh::heif_context_set_maximum_image_size_limit(ctx.ptr, MAX_SIDE);
                 let err = lh::heif_context_read_from_memory_without_copy(
