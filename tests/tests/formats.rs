@@ -210,7 +210,6 @@ fn webp() {
 }
 
 #[test]
-#[ignore = "issue 13: the GIF decoder is not merged yet"]
 fn gif() {
     check(&["GIF"], false);
 }
@@ -222,7 +221,6 @@ fn tiff() {
 }
 
 #[test]
-#[ignore = "issue 13: the BMP decoder is not merged yet"]
 fn bmp() {
     check(&["BMP"], false);
 }
