@@ -103,6 +103,9 @@ struct Frame<'a> {
     bytes: &'a [u8],
     /// Alpha: ALPH chunk, VP8L alpha bit or VP8X alpha flag.
     alpha: bool,
+    /// The VP8L stream after its header (the image's, or a lossless ALPH's), whose Huffman
+    /// groups bound libwebp's tables.
+    lossless: Option<&'a [u8]>,
 }
 
 /// What the container says.
@@ -188,7 +191,13 @@ fn find_frame<'a>(
                 let bytes = &within[start..];
                 let frame = if &chunk.tag == b"VP8 " {
                     let (width, height) = vp8_size(chunk.payload)?;
+                    // ALPH: one header byte, compression 1 is a VP8L stream without header.
+                    let lossless = alph
+                        .and_then(|a| a.payload.split_first())
+                        .filter(|(head, _)| *head & 3 == 1)
+                        .map(|(_, stream)| stream);
                     Frame {
+                        lossless,
                         width,
                         height,
                         coding: Coding::Lossy {
@@ -200,6 +209,7 @@ fn find_frame<'a>(
                 } else {
                     let (width, height, alpha) = vp8l_size(chunk.payload)?;
                     Frame {
+                        lossless: chunk.payload.get(5..),
                         width,
                         height,
                         coding: Coding::Lossless,
@@ -261,6 +271,7 @@ fn parse(data: &[u8]) -> Result<Container<'_>, Error> {
                 coding: Coding::Lossy { alpha: false },
                 bytes: data,
                 alpha: false,
+                lossless: None,
             }))
         }
         b"VP8L" => {
@@ -271,6 +282,7 @@ fn parse(data: &[u8]) -> Result<Container<'_>, Error> {
                 coding: Coding::Lossless,
                 bytes: data,
                 alpha,
+                lossless: first.payload.get(5..),
             }))
         }
         b"VP8X" => extended(first.payload, walk, data),
@@ -394,7 +406,7 @@ pub(super) fn decode(
         return Err(corrupt("header changed between reads"));
     }
     let shrink = shrink.max(1);
-    limits.afford_decode(|| planned_bytes(&c, shrink))?;
+    limits.afford_decode(|| planned_bytes(&c, shrink, frame_bytes(&c.frame)))?;
     let model = if c.channels() == 4 {
         ColorModel::Rgba
     } else {
@@ -498,45 +510,58 @@ fn rescaler_bytes(out_width: u64) -> u64 {
 /// the intra modes, top samples, macroblock info, filter info, coefficients and the cache
 /// rows (24 luma + 12 chroma lines of 16 px); with ALPH, the alpha plane twice (the frame's
 /// share of `mem` and the alpha decoder's plane) and the lossless decoder of the alpha.
-fn vp8_bytes(width: u64, height: u64, alpha: bool) -> u64 {
+fn vp8_bytes(width: u64, height: u64, alpha: Option<Option<(u64, u32)>>) -> u64 {
     let mb_w = width.div_ceil(16);
-    let alpha = if alpha {
-        2 * width * height + vp8l_bytes(width, height)
-    } else {
-        0
-    };
+    let alpha = alpha.map_or(0, |groups| {
+        2 * width * height + vp8l_bytes(width, height, groups)
+    });
     mb_w * 4096 + alpha
 }
 
+/// libwebp's `kTableSize`: Huffman table entries of one group, by colour-cache bits.
+const TABLE_SIZE: [u64; 12] = [
+    2954, 2956, 2958, 2962, 2970, 2986, 3018, 3082, 3212, 3468, 3980, 5004,
+];
+
 /// VP8L (lossless) decoder buffers for `width`×`height`, pixels excluded: the ARGB image
 /// and its 16-row cache, at most three sub-images (predictor and cross-colour transforms,
-/// entropy image: at least 4×4 px per entry), the group mapping, and the Huffman tables.
+/// entropy image: at least 4×4 px per entry), the group mapping, and the Huffman tables:
+/// libwebp allocates them, before reading any, for every group the entropy image uses.
 ///
-/// The tables are the one part the header cannot bound tightly: libwebp allocates, before
-/// reading them, one set of up to 5 004 entries (4 bytes) per group the entropy image uses,
-/// and a crafted file can use one group per entropy-image entry (at most 65 536), so this
-/// counts that worst case: about 20 KiB per group.
-fn vp8l_bytes(width: u64, height: u64) -> u64 {
+/// `groups` ([`lossless::groups`]: groups and colour-cache bits) comes from decoding the
+/// stream's small sub-images; without it (a stream that ends or breaks there, which libwebp
+/// refuses too, or no stream at hand) this counts the worst a crafted file can ask for: one
+/// group per entropy-image entry, at most 65 536, of 5 004 entries of 4 bytes (~20 KiB each).
+fn vp8l_bytes(width: u64, height: u64, groups: Option<(u64, u32)>) -> u64 {
     let pixels = (width * height + 17 * width) * 4;
     let sub = width.div_ceil(4) * height.div_ceil(4);
-    let groups = sub.max((width * height).min(1000)).min(65_536);
-    pixels + 3 * sub * 4 + 65_536 * 4 + groups * (5004 * 4 + 640)
+    let (groups, cache_bits) =
+        groups.unwrap_or_else(|| (sub.max((width * height).min(1000)).min(65_536), 11));
+    let table = TABLE_SIZE[(cache_bits as usize).min(11)] * 4;
+    pixels + 3 * sub * 4 + 65_536 * 4 + groups * (table + 640)
 }
 
 /// The decoder of one frame, its output excluded.
 fn frame_bytes(frame: &Frame<'_>) -> u64 {
     let (w, h) = (u64::from(frame.width), u64::from(frame.height));
+    let groups = || {
+        frame
+            .lossless
+            .and_then(|stream| lossless::groups(stream, frame.width, frame.height))
+    };
     match frame.coding {
-        Coding::Lossy { alpha } => vp8_bytes(w, h, alpha),
-        Coding::Lossless => vp8l_bytes(w, h),
+        Coding::Lossy { alpha } => vp8_bytes(w, h, alpha.then(groups)),
+        Coding::Lossless => vp8l_bytes(w, h, groups()),
     }
 }
 
-fn planned_bytes(c: &Container<'_>, shrink: u32) -> u64 {
+/// The peak of a decode at `shrink` whose frame decoder needs `decoder` bytes
+/// ([`frame_bytes`]).
+fn planned_bytes(c: &Container<'_>, shrink: u32, decoder: u64) -> u64 {
     let s = u64::from(shrink.max(1));
     let (w, h) = (u64::from(c.width), u64::from(c.height));
     let (ow, oh) = (w.div_ceil(s), h.div_ceil(s));
-    let decoder = FIXED + frame_bytes(&c.frame);
+    let decoder = FIXED + decoder;
     if c.animated {
         // The frame at full size, one canvas row, the reduced canvas and its sums.
         let (fw, fh) = (u64::from(c.frame.width), u64::from(c.frame.height));
@@ -550,10 +575,13 @@ fn planned_bytes(c: &Container<'_>, shrink: u32) -> u64 {
 
 pub(super) fn decode_bytes(data: &[u8], info: &ImageInfo, shrink: u32) -> DecodeBytes {
     match parse(data) {
-        Ok(c) if (c.width, c.height) == (info.width, info.height) => DecodeBytes {
-            planned: planned_bytes(&c, shrink),
-            full: planned_bytes(&c, 1),
-        },
+        Ok(c) if (c.width, c.height) == (info.width, info.height) => {
+            let decoder = frame_bytes(&c.frame);
+            DecodeBytes {
+                planned: planned_bytes(&c, shrink, decoder),
+                full: planned_bytes(&c, 1, decoder),
+            }
+        }
         // The decode refuses such data before allocating anything.
         _ => {
             let full = full_bytes(info);
@@ -569,7 +597,306 @@ pub(super) fn decode_bytes(data: &[u8], info: &ImageInfo, shrink: u32) -> Decode
 /// at full size next to the unreduced canvas, decoded by the larger of the two decoders.
 pub(super) fn full_bytes(info: &ImageInfo) -> u64 {
     let (w, h) = (u64::from(info.width), u64::from(info.height));
-    FIXED + 2 * w * h * 4 + w * 20 + vp8_bytes(w, h, true).max(vp8l_bytes(w, h))
+    FIXED + 2 * w * h * 4 + w * 20 + vp8_bytes(w, h, Some(None)).max(vp8l_bytes(w, h, None))
+}
+
+/// Reads a VP8L stream's headers up to its Huffman codes, decoding the transform and entropy
+/// sub-images (small: at least 4×4 px per entry) as libwebp does, to learn how many Huffman
+/// groups libwebp will allocate tables for and at which colour-cache size. `None` when the
+/// stream is damaged or ends early: the caller then counts the worst case.
+mod lossless {
+    /// libwebp's `kCodeToPlane`: short distance codes as (dy, 8 - dx) pairs.
+    const CODE_TO_PLANE: [u8; 120] = [
+        0x18, 0x07, 0x17, 0x19, 0x28, 0x06, 0x27, 0x29, 0x16, 0x1a, 0x26, 0x2a, 0x38, 0x05, 0x37,
+        0x39, 0x15, 0x1b, 0x36, 0x3a, 0x25, 0x2b, 0x48, 0x04, 0x47, 0x49, 0x14, 0x1c, 0x35, 0x3b,
+        0x46, 0x4a, 0x24, 0x2c, 0x58, 0x45, 0x4b, 0x34, 0x3c, 0x03, 0x57, 0x59, 0x13, 0x1d, 0x56,
+        0x5a, 0x23, 0x2d, 0x44, 0x4c, 0x55, 0x5b, 0x33, 0x3d, 0x68, 0x02, 0x67, 0x69, 0x12, 0x1e,
+        0x66, 0x6a, 0x22, 0x2e, 0x54, 0x5c, 0x43, 0x4d, 0x65, 0x6b, 0x32, 0x3e, 0x78, 0x01, 0x77,
+        0x79, 0x53, 0x5d, 0x11, 0x1f, 0x64, 0x6c, 0x42, 0x4e, 0x76, 0x7a, 0x21, 0x2f, 0x75, 0x7b,
+        0x31, 0x3f, 0x63, 0x6d, 0x52, 0x5e, 0x00, 0x74, 0x7c, 0x41, 0x4f, 0x10, 0x20, 0x62, 0x6e,
+        0x30, 0x73, 0x7d, 0x51, 0x5f, 0x40, 0x72, 0x7e, 0x61, 0x6f, 0x50, 0x71, 0x7f, 0x60, 0x70,
+    ];
+    const CODE_LENGTH_ORDER: [usize; 19] = [
+        17, 18, 0, 1, 2, 3, 4, 5, 16, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+    ];
+
+    /// LSB-first bit reader; reading past the end fails (libwebp then reports end of stream).
+    struct Bits<'a> {
+        data: &'a [u8],
+        pos: usize,
+    }
+
+    impl Bits<'_> {
+        fn read(&mut self, n: u32) -> Option<u32> {
+            let mut v = 0;
+            for i in 0..n {
+                let byte = *self.data.get(self.pos >> 3)?;
+                v |= u32::from(byte >> (self.pos & 7) & 1) << i;
+                self.pos += 1;
+            }
+            Some(v)
+        }
+    }
+
+    /// A canonical Huffman code, decoded bit by bit (codes arrive most significant bit first).
+    struct Code {
+        counts: [u16; 16],
+        symbols: Vec<u16>,
+    }
+
+    impl Code {
+        /// As libwebp's `BuildHuffmanTable` accepts: one used symbol (read with no bits) or a
+        /// complete code.
+        fn new(lengths: &[u8]) -> Option<Code> {
+            let mut counts = [0u16; 16];
+            for &l in lengths {
+                counts[usize::from(l)] += 1;
+            }
+            counts[0] = 0;
+            let mut symbols = Vec::new();
+            for len in 1..16u8 {
+                for (s, &l) in lengths.iter().enumerate() {
+                    if l == len {
+                        symbols.push(s as u16);
+                    }
+                }
+            }
+            match symbols.len() {
+                0 => return None,
+                1 => {
+                    return Some(Code {
+                        counts: [0; 16],
+                        symbols,
+                    })
+                }
+                _ => {}
+            }
+            let mut open: i64 = 1;
+            for &c in &counts[1..] {
+                open = open * 2 - i64::from(c);
+                if open < 0 {
+                    return None;
+                }
+            }
+            (open == 0).then_some(Code { counts, symbols })
+        }
+
+        fn read(&self, bits: &mut Bits<'_>) -> Option<u16> {
+            if self.symbols.len() == 1 {
+                return Some(self.symbols[0]);
+            }
+            let (mut code, mut first, mut index) = (0i64, 0i64, 0i64);
+            for &count in &self.counts[1..] {
+                code |= i64::from(bits.read(1)?);
+                let count = i64::from(count);
+                if code - first < count {
+                    return self.symbols.get((index + code - first) as usize).copied();
+                }
+                index += count;
+                first = (first + count) << 1;
+                code <<= 1;
+            }
+            None
+        }
+    }
+
+    fn read_code(bits: &mut Bits<'_>, alphabet: usize) -> Option<Code> {
+        let mut lengths = vec![0u8; alphabet];
+        if bits.read(1)? == 1 {
+            let two = bits.read(1)? == 1;
+            let first_len = if bits.read(1)? == 0 { 1 } else { 8 };
+            let mut mark = |s: u32| {
+                if let Some(l) = lengths.get_mut(s as usize) {
+                    *l = 1;
+                }
+            };
+            mark(bits.read(first_len)?);
+            if two {
+                mark(bits.read(8)?);
+            }
+        } else {
+            let mut cl = [0u8; 19];
+            let n = bits.read(4)? as usize + 4;
+            for &i in &CODE_LENGTH_ORDER[..n] {
+                cl[i] = bits.read(3)? as u8;
+            }
+            let cl = Code::new(&cl)?;
+            let mut max_symbol = if bits.read(1)? == 1 {
+                let nbits = 2 + 2 * bits.read(3)?;
+                let m = 2 + bits.read(nbits)? as usize;
+                if m > alphabet {
+                    return None;
+                }
+                m
+            } else {
+                alphabet
+            };
+            let (mut symbol, mut prev) = (0usize, 8u8);
+            while symbol < alphabet {
+                if max_symbol == 0 {
+                    break;
+                }
+                max_symbol -= 1;
+                let len = cl.read(bits)?;
+                if len < 16 {
+                    lengths[symbol] = len as u8;
+                    symbol += 1;
+                    if len != 0 {
+                        prev = len as u8;
+                    }
+                } else {
+                    let slot = usize::from(len - 16);
+                    let repeat = bits.read([2, 3, 7][slot])? as usize + [3, 3, 11][slot];
+                    if symbol + repeat > alphabet {
+                        return None;
+                    }
+                    let fill = if len == 16 { prev } else { 0 };
+                    lengths[symbol..symbol + repeat].fill(fill);
+                    symbol += repeat;
+                }
+            }
+        }
+        Code::new(&lengths)
+    }
+
+    fn prefix_value(bits: &mut Bits<'_>, symbol: u16) -> Option<usize> {
+        let symbol = u32::from(symbol);
+        if symbol < 4 {
+            return Some(symbol as usize + 1);
+        }
+        let extra = (symbol - 2) >> 1;
+        let offset = (2 + (symbol & 1)) << extra;
+        Some((offset + bits.read(extra)?) as usize + 1)
+    }
+
+    fn cache_bits(bits: &mut Bits<'_>) -> Option<u32> {
+        if bits.read(1)? == 0 {
+            return Some(0);
+        }
+        let b = bits.read(4)?;
+        (1..=11).contains(&b).then_some(b)
+    }
+
+    /// An entropy-coded sub-image (no transforms, no meta codes), as ARGB.
+    fn sub_image(bits: &mut Bits<'_>, width: usize, height: usize) -> Option<Vec<u32>> {
+        let cache_bits = cache_bits(bits)?;
+        let cache_size = if cache_bits > 0 {
+            1usize << cache_bits
+        } else {
+            0
+        };
+        let green = read_code(bits, 256 + 24 + cache_size)?;
+        let red = read_code(bits, 256)?;
+        let blue = read_code(bits, 256)?;
+        let alpha = read_code(bits, 256)?;
+        let dist = read_code(bits, 40)?;
+        let total = width.checked_mul(height)?;
+        let mut out: Vec<u32> = Vec::with_capacity(total);
+        let mut cache = vec![0u32; cache_size];
+        let mut cached = 0;
+        while out.len() < total {
+            let g = green.read(bits)?;
+            if g < 256 {
+                let (r, b, a) = (red.read(bits)?, blue.read(bits)?, alpha.read(bits)?);
+                out.push(
+                    u32::from(a) << 24 | u32::from(r) << 16 | u32::from(g) << 8 | u32::from(b),
+                );
+            } else if g < 280 {
+                let len = prefix_value(bits, g - 256)?;
+                let dist_symbol = dist.read(bits)?;
+                let code = prefix_value(bits, dist_symbol)?;
+                let d = if code > 120 {
+                    code - 120
+                } else {
+                    let p = CODE_TO_PLANE[code - 1];
+                    let d = i64::from(p >> 4) * width as i64 + 8 - i64::from(p & 0xf);
+                    d.max(1) as usize
+                };
+                if d > out.len() || out.len() + len > total {
+                    return None;
+                }
+                for _ in 0..len {
+                    out.push(out[out.len() - d]);
+                }
+            } else {
+                while cached < out.len() {
+                    insert(&mut cache, cache_bits, out[cached]);
+                    cached += 1;
+                }
+                out.push(*cache.get(usize::from(g - 280))?);
+            }
+            if cache_size > 0 {
+                while cached < out.len() {
+                    insert(&mut cache, cache_bits, out[cached]);
+                    cached += 1;
+                }
+            }
+        }
+        Some(out)
+    }
+
+    fn insert(cache: &mut [u32], bits: u32, argb: u32) {
+        let key = (argb.wrapping_mul(0x1e35_a7bd) >> (32 - bits)) as usize;
+        cache[key] = argb;
+    }
+
+    fn subsample(size: usize, bits: u32) -> usize {
+        (size + (1 << bits) - 1) >> bits
+    }
+
+    /// (Huffman groups libwebp allocates tables for, colour-cache bits) of the level-0 image
+    /// of a VP8L stream whose transforms start at `data` (after the 5-byte header, or an
+    /// ALPH chunk's stream), `width`×`height`.
+    pub(super) fn groups(data: &[u8], width: u32, height: u32) -> Option<(u64, u32)> {
+        let bits = &mut Bits { data, pos: 0 };
+        let (mut xsize, ysize) = (width as usize, height as usize);
+        let mut seen = 0u32;
+        while bits.read(1)? == 1 {
+            let kind = bits.read(2)?;
+            if seen & (1 << kind) != 0 {
+                return None;
+            }
+            seen |= 1 << kind;
+            match kind {
+                0 | 1 => {
+                    let b = bits.read(3)? + 2;
+                    sub_image(bits, subsample(xsize, b), subsample(ysize, b))?;
+                }
+                3 => {
+                    let colors = bits.read(8)? as usize + 1;
+                    let b = match colors {
+                        0..=2 => 3,
+                        3..=4 => 2,
+                        5..=16 => 1,
+                        _ => 0,
+                    };
+                    sub_image(bits, colors, 1)?;
+                    xsize = subsample(xsize, b);
+                }
+                _ => {}
+            }
+        }
+        let cache_bits = cache_bits(bits)?;
+        if bits.read(1)? == 0 {
+            return Some((1, cache_bits));
+        }
+        let b = bits.read(3)? + 2;
+        let image = sub_image(bits, subsample(xsize, b), subsample(ysize, b))?;
+        let groups = image.iter().map(|p| (p >> 8) & 0xffff);
+        let max = u64::from(groups.clone().max().unwrap_or(0)) + 1;
+        if max > 1000 || max > (xsize * ysize) as u64 {
+            // libwebp maps the used groups onto [0, n).
+            let mut used = vec![false; 1 << 16];
+            Some((
+                groups
+                    .filter(|&g| !std::mem::replace(&mut used[g as usize], true))
+                    .count() as u64,
+                cache_bits,
+            ))
+        } else {
+            Some((max, cache_bits))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -744,6 +1071,28 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn lossless_groups_are_read_from_the_stream() {
+        let data = corpus("derived_webp_lossless_coffee.webp");
+        let c = parse(&data).unwrap();
+        let (groups, cache_bits) =
+            lossless::groups(c.frame.lossless.unwrap(), 600, 400).expect("stream parses");
+        assert!((1..=150 * 100).contains(&groups), "{groups}");
+        assert!(cache_bits <= 11);
+        // Far below the worst case of one group per entropy-image entry.
+        assert!(frame_bytes(&c.frame) < vp8l_bytes(600, 400, None) / 4);
+        // Lossless ALPH streams parse too.
+        let data = corpus("derived_webp_alpha_astronaut.webp");
+        let c = parse(&data).unwrap();
+        if let Some(stream) = c.frame.lossless {
+            assert!(lossless::groups(stream, 512, 512).is_some());
+        }
+        // Cut streams fall back to the worst case instead of guessing.
+        let data = corpus("derived_webp_lossless_coffee.webp");
+        let stream = parse(&data).unwrap().frame.lossless.unwrap();
+        assert_eq!(lossless::groups(&stream[..40], 600, 400), None);
     }
 
     #[test]
