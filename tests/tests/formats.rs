@@ -204,7 +204,6 @@ fn check(labels: &[&str], unsupported: bool) {
 }
 
 #[test]
-#[ignore = "issue 13: the WebP decoder is not merged yet"]
 fn webp() {
     check(&["WebP"], false);
 }
