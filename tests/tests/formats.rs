@@ -215,7 +215,6 @@ fn gif() {
 }
 
 #[test]
-#[ignore = "issue 13: the TIFF decoder is not merged yet"]
 fn tiff() {
     check(&["TIFF"], false);
 }
