@@ -204,7 +204,6 @@ fn check(labels: &[&str], unsupported: bool) {
 }
 
 #[test]
-#[ignore = "issue 13: the WebP decoder is not merged yet"]
 fn webp() {
     check(&["WebP"], false);
 }
@@ -215,7 +214,6 @@ fn gif() {
 }
 
 #[test]
-#[ignore = "issue 13: the TIFF decoder is not merged yet"]
 fn tiff() {
     check(&["TIFF"], false);
 }
