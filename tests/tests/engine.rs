@@ -37,7 +37,7 @@ mod corpus {
         if entry.pixels().is_some_and(|p| p > limit) {
             return Some(vec![TooManyPixels]);
         }
-        if !matches!(entry.format.as_str(), "JPEG" | "PNG") {
+        if !matches!(entry.format.as_str(), "JPEG" | "PNG" | "GIF") {
             return Some(vec![Unsupported]);
         }
         match entry.class {
