@@ -1,9 +1,12 @@
-//! Encoding: JPEG (jpeg-encoder), PNG (png), lossy WebP (libwebp through the webp crate).
+//! Encoding: JPEG (jpeg-encoder), PNG (png), lossy WebP (libwebp through libwebp-sys, the
+//! same copy the decoder uses).
 //! Metadata is stripped: the outputs carry no EXIF, no ICC (they are sRGB), no text.
 
 use crate::bitmap::{Bitmap, ColorModel};
 use crate::request::{OutputFormat, Request};
 use crate::Error;
+
+use libwebp_sys as webp;
 
 pub(crate) fn encode(bitmap: &Bitmap, request: &Request) -> Result<Vec<u8>, Error> {
     match request.format {
@@ -125,18 +128,102 @@ fn webp(bitmap: &Bitmap, quality: u8) -> Result<Vec<u8>, Error> {
             "WebP is limited to 16383 px a side".into(),
         ));
     }
-    let encoder = if alpha {
-        webp::Encoder::from_rgba(data, bitmap.width, bitmap.height)
-    } else {
-        webp::Encoder::from_rgb(data, bitmap.width, bitmap.height)
+    libwebp_lossy(data, bitmap.width, bitmap.height, alpha, quality)
+}
+
+/// Frees a picture's buffers and the writer's output on every path.
+struct EncodeState {
+    picture: webp::WebPPicture,
+    writer: webp::WebPMemoryWriter,
+}
+
+impl Drop for EncodeState {
+    fn drop(&mut self) {
+        // SAFETY: both were initialised by libwebp before the state was built; freeing an
+        // empty picture or writer is a no-op.
+        unsafe {
+            webp::WebPPictureFree(&mut self.picture);
+            webp::WebPMemoryWriterClear(&mut self.writer);
+        }
+    }
+}
+
+/// Lossy WebP as the `webp` crate's `encode_simple(false, quality)` made it before: libwebp's
+/// default preset at `quality`, compressed alpha, ARGB input converted by the encoder.
+fn libwebp_lossy(
+    data: &[u8],
+    width: u32,
+    height: u32,
+    alpha: bool,
+    quality: u8,
+) -> Result<Vec<u8>, Error> {
+    let fail = |detail: String| Error::Encode {
+        format: "webp",
+        detail,
     };
-    let memory = encoder
-        .encode_simple(false, f32::from(quality))
-        .map_err(|e| Error::Encode {
-            format: "webp",
-            detail: format!("{e:?}"),
-        })?;
-    Ok(memory.to_vec())
+    let channels = if alpha { 4 } else { 3 };
+    if data.len() != width as usize * height as usize * channels {
+        return Err(Error::Internal("WebP encoder got a short buffer".into()));
+    }
+    // SAFETY: `data` holds width × height pixels of `channels` bytes (checked above, and the
+    // sides are at most 16383), which is all the import reads; the picture and writer are
+    // initialised by libwebp before use and freed by `EncodeState`'s drop.
+    unsafe {
+        let mut config = std::mem::MaybeUninit::<webp::WebPConfig>::uninit();
+        if webp::WebPConfigInitInternal(
+            config.as_mut_ptr(),
+            webp::WebPPreset::WEBP_PRESET_DEFAULT,
+            f32::from(quality),
+            webp::WEBP_ENCODER_ABI_VERSION as i32,
+        ) == 0
+        {
+            return Err(fail("libwebp ABI mismatch".into()));
+        }
+        let mut config = config.assume_init();
+        config.lossless = 0;
+        config.alpha_compression = 1;
+        if webp::WebPValidateConfig(&config) == 0 {
+            return Err(fail("invalid configuration".into()));
+        }
+        let mut picture = std::mem::MaybeUninit::<webp::WebPPicture>::uninit();
+        if webp::WebPPictureInitInternal(
+            picture.as_mut_ptr(),
+            webp::WEBP_ENCODER_ABI_VERSION as i32,
+        ) == 0
+        {
+            return Err(fail("libwebp ABI mismatch".into()));
+        }
+        let mut writer = std::mem::MaybeUninit::<webp::WebPMemoryWriter>::uninit();
+        webp::WebPMemoryWriterInit(writer.as_mut_ptr());
+        let mut state = EncodeState {
+            picture: picture.assume_init(),
+            writer: writer.assume_init(),
+        };
+        let picture = &mut state.picture;
+        picture.use_argb = 1;
+        picture.width = width as i32;
+        picture.height = height as i32;
+        let stride = (width as usize * channels) as i32;
+        let imported = if alpha {
+            webp::WebPPictureImportRGBA(picture, data.as_ptr(), stride)
+        } else {
+            webp::WebPPictureImportRGB(picture, data.as_ptr(), stride)
+        };
+        if imported == 0 {
+            return Err(fail(format!("import: {:?}", picture.error_code)));
+        }
+        picture.writer = Some(webp::WebPMemoryWrite);
+        picture.custom_ptr = (&raw mut state.writer).cast();
+        if webp::WebPEncode(&config, &mut state.picture) == 0 {
+            return Err(fail(format!("{:?}", state.picture.error_code)));
+        }
+        let out = if state.writer.mem.is_null() {
+            Vec::new()
+        } else {
+            std::slice::from_raw_parts(state.writer.mem, state.writer.size).to_vec()
+        };
+        Ok(out)
+    }
 }
 
 fn dims_u16(bitmap: &Bitmap) -> Result<(u16, u16), Error> {
@@ -146,5 +233,71 @@ fn dims_u16(bitmap: &Bitmap) -> Result<(u16, u16), Error> {
             "output {}x{} is too large to encode",
             bitmap.width, bitmap.height
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::{probe, InputFormat};
+    use crate::Limits;
+
+    /// A gradient with a soft alpha ramp, in each layout the WebP encoder takes.
+    fn sample(model: ColorModel) -> Bitmap {
+        let (w, h) = (67u32, 41u32);
+        let mut data = Vec::new();
+        for y in 0..h {
+            for x in 0..w {
+                let (r, g, b, a) = ((x * 3) as u8, (y * 5) as u8, 128u8, (x * 255 / w) as u8);
+                match model {
+                    ColorModel::Gray => data.push(r),
+                    ColorModel::GrayAlpha => data.extend([r, a]),
+                    ColorModel::Rgb => data.extend([r, g, b]),
+                    ColorModel::Rgba => data.extend([r, g, b, a]),
+                    ColorModel::Cmyk => unreachable!(),
+                }
+            }
+        }
+        Bitmap::new(w, h, model, data)
+    }
+
+    #[test]
+    fn webp_output_decodes_back() {
+        for model in [
+            ColorModel::Gray,
+            ColorModel::GrayAlpha,
+            ColorModel::Rgb,
+            ColorModel::Rgba,
+        ] {
+            let bitmap = sample(model);
+            let out = webp(&bitmap, 80).unwrap();
+            let info = probe(&out, &Limits::default()).unwrap();
+            assert_eq!(info.format, InputFormat::Webp);
+            assert_eq!((info.width, info.height), (67, 41));
+            let decoded = crate::decode::decode(&out, &info, 1, &Limits::default()).unwrap();
+            let back = decoded.bitmap;
+            assert_eq!((back.width, back.height), (67, 41));
+            assert_eq!(back.model.has_alpha(), model.has_alpha(), "{model:?}");
+            // Lossy: close to the source, not equal. Compare the first channel.
+            let src_ch = model.channels();
+            let back_ch = back.model.channels();
+            let err = bitmap
+                .data
+                .chunks_exact(src_ch)
+                .zip(back.data.chunks_exact(back_ch))
+                .map(|(a, b)| (i32::from(a[0]) - i32::from(b[0])).abs())
+                .sum::<i32>() as f64
+                / f64::from(67 * 41);
+            assert!(err < 6.0, "{model:?}: mean error {err}");
+        }
+    }
+
+    #[test]
+    fn webp_quality_changes_the_size() {
+        let bitmap = sample(ColorModel::Rgb);
+        let low = webp(&bitmap, 10).unwrap();
+        let high = webp(&bitmap, 95).unwrap();
+        assert!(low.len() < high.len(), "{} vs {}", low.len(), high.len());
+        assert!(low.starts_with(b"RIFF") && &low[8..12] == b"WEBP");
     }
 }

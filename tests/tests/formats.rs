@@ -209,25 +209,21 @@ fn check(labels: &[&str], unsupported: bool) {
 }
 
 #[test]
-#[ignore = "issue 13: the WebP decoder is not merged yet"]
 fn webp() {
     check(&["WebP"], false);
 }
 
 #[test]
-#[ignore = "issue 13: the GIF decoder is not merged yet"]
 fn gif() {
     check(&["GIF"], false);
 }
 
 #[test]
-#[ignore = "issue 13: the TIFF decoder is not merged yet"]
 fn tiff() {
     check(&["TIFF"], false);
 }
 
 #[test]
-#[ignore = "issue 13: the BMP decoder is not merged yet"]
 fn bmp() {
     check(&["BMP"], false);
 }

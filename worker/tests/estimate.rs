@@ -46,9 +46,11 @@ static GLOBAL: Counting = Counting;
 
 #[test]
 fn the_estimate_bounds_the_engine_peak_on_the_corpus() {
+    // The JPEG and PNG corpus, and the other formats' (corpus/formats).
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus");
-    let mut files: Vec<_> = std::fs::read_dir(&corpus)
-        .unwrap()
+    let mut files: Vec<_> = [corpus.clone(), corpus.join("formats")]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(dir).unwrap())
         .map(|e| e.unwrap().path())
         .filter(|p| p.is_file())
         .collect();
