@@ -262,7 +262,7 @@ fn json_lines_and_partial_failure() {
     }
     kinds.sort();
     let expected = [
-        ("bomb.gif", "unsupported"),
+        ("bomb.gif", "truncated"),
         ("missing.jpg", "not_found"),
         ("notanimage.jpg", "unsupported"),
         ("crc.png", "corrupt"),
