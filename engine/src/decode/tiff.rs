@@ -63,13 +63,19 @@ pub(super) fn header(data: &[u8]) -> Result<ImageInfo, Error> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Samples {
     /// 1, 2, 4, 8 or 16 bits; packed rows below 8 bits.
-    Gray { bits: u8 },
+    Gray {
+        bits: u8,
+    },
     GrayAlpha,
     Rgb,
     /// `associated`: colour premultiplied by alpha (ExtraSamples = 1).
-    Rgba { associated: bool },
+    Rgba {
+        associated: bool,
+    },
     /// Ink values; `stride` 5 when an alpha sample follows (dropped).
-    Cmyk { stride: usize },
+    Cmyk {
+        stride: usize,
+    },
     /// Full-range YCbCr, as JPEG-in-TIFF comes out of the crate (it leaves colour as coded).
     YCbCr,
 }
@@ -116,11 +122,9 @@ impl Layout {
             .is_some_and(|extra| extra.first() == Some(&1));
         let (samples, stride) = match color {
             ColorType::Gray(bits) => (Samples::Gray { bits }, 1),
-            ColorType::GrayA(_)
-            | ColorType::Multiband {
-                num_samples: 2,
-                ..
-            } => (Samples::GrayAlpha, 2),
+            ColorType::GrayA(_) | ColorType::Multiband { num_samples: 2, .. } => {
+                (Samples::GrayAlpha, 2)
+            }
             ColorType::RGB(_) => (Samples::Rgb, 3),
             ColorType::RGBA(_) => (Samples::Rgba { associated }, 4),
             ColorType::CMYK(_) => (Samples::Cmyk { stride: 4 }, 4),
@@ -310,7 +314,14 @@ fn read_page(
     let (chunk_w, chunk_h) = layout.chunk;
     let across = width.div_ceil(chunk_w.max(1));
     let down = height.div_ceil(chunk_h.max(1));
-    let mut band = vec![0u8; if layout.tiled { row_out * chunk_h as usize } else { 0 }];
+    let mut band = vec![
+        0u8;
+        if layout.tiled {
+            row_out * chunk_h as usize
+        } else {
+            0
+        }
+    ];
     let mut row = vec![0u8; row_out];
     let chunks = if layout.tiled {
         decoder.tile_count()
@@ -321,7 +332,10 @@ fn read_page(
     if u64::from(chunks) < u64::from(across) * u64::from(down) {
         return Err(Error::Corrupt {
             format: FORMAT,
-            detail: format!("{chunks} strips or tiles where the page needs {}", across * down),
+            detail: format!(
+                "{chunks} strips or tiles where the page needs {}",
+                across * down
+            ),
         });
     }
     for band_index in 0..down {
@@ -330,7 +344,9 @@ fn read_page(
             let samples = chunk_samples(decoder.read_chunk(band_index).map_err(map_error)?)?;
             let src_row = src_row_bytes(layout, width);
             for r in 0..rows_here {
-                let src = samples.get(r * src_row..(r + 1) * src_row).ok_or_else(short)?;
+                let src = samples
+                    .get(r * src_row..(r + 1) * src_row)
+                    .ok_or_else(short)?;
                 convert_row(layout.samples, src, width as usize, &mut row);
                 sink.push(&row);
             }
@@ -344,7 +360,9 @@ fn read_page(
             let x0 = (tile_x * chunk_w) as usize * channels;
             let out_w = (tw as usize).min(width as usize - (tile_x * chunk_w) as usize);
             for r in 0..(th as usize).min(rows_here) {
-                let src = samples.get(r * src_row..(r + 1) * src_row).ok_or_else(short)?;
+                let src = samples
+                    .get(r * src_row..(r + 1) * src_row)
+                    .ok_or_else(short)?;
                 let dst = &mut band[r * row_out + x0..r * row_out + x0 + out_w * channels];
                 convert_row(layout.samples, src, out_w, dst);
             }
@@ -520,18 +538,42 @@ mod tests {
     #[test]
     fn pages_decode_with_their_layouts() {
         for (name, size, model) in [
-            ("derived_tiff_gray8_packbits_camera.tif", (512, 512), ColorModel::Gray),
-            ("derived_tiff_rgb16_deflate_assign5.tif", (576, 299), ColorModel::Rgb),
-            ("derived_tiff_cmyk8_lzw_tree.tif", (770, 642), ColorModel::Cmyk),
-            ("derived_tiff_jpeg_ycbcr_BytheWater.tif", (2560, 1600), ColorModel::Rgb),
-            ("derived_tiff_multipage3_lzw.tif", (480, 320), ColorModel::Rgb),
+            (
+                "derived_tiff_gray8_packbits_camera.tif",
+                (512, 512),
+                ColorModel::Gray,
+            ),
+            (
+                "derived_tiff_rgb16_deflate_assign5.tif",
+                (576, 299),
+                ColorModel::Rgb,
+            ),
+            (
+                "derived_tiff_cmyk8_lzw_tree.tif",
+                (770, 642),
+                ColorModel::Cmyk,
+            ),
+            (
+                "derived_tiff_jpeg_ycbcr_BytheWater.tif",
+                (2560, 1600),
+                ColorModel::Rgb,
+            ),
+            (
+                "derived_tiff_multipage3_lzw.tif",
+                (480, 320),
+                ColorModel::Rgb,
+            ),
         ] {
             let data = corpus(name);
             let info = probe(&data).unwrap();
             assert_eq!((info.width, info.height), size, "{name}");
             let decoded = decode(&data, &info, 1, &Limits::default()).unwrap();
             assert_eq!(decoded.bitmap.model, model, "{name}");
-            assert_eq!((decoded.bitmap.width, decoded.bitmap.height), size, "{name}");
+            assert_eq!(
+                (decoded.bitmap.width, decoded.bitmap.height),
+                size,
+                "{name}"
+            );
         }
     }
 
