@@ -339,7 +339,8 @@ pub(super) fn decode(
     let mut screen_row = vec![0u8; sw * ch];
     for y in 0..sh {
         screen_row.fill(0);
-        if y >= top && y - top < rows {
+        // A frame right of the screen has rows on it but no columns: nothing to place.
+        if cols > 0 && y >= top && y - top < rows {
             let fy = y - top;
             let indices = if layout.interlaced {
                 &visible[fy * cols..(fy + 1) * cols]
@@ -565,6 +566,13 @@ mod tests {
         let data = gif_bytes((6, 5), (60, 50, 7, 9), true, None, 1);
         let b = decode_file(&data, 1).unwrap();
         assert!(b.data.iter().all(|&v| v == 0));
+        // Right of the screen but level with it (found by the `gif` fuzz target: it sliced
+        // the screen row from past its end), both row orders.
+        for interlaced in [false, true] {
+            let data = gif_bytes((6, 5), (60, 1, 7, 3), interlaced, None, 1);
+            let b = decode_file(&data, 1).unwrap();
+            assert!(b.data.iter().all(|&v| v == 0));
+        }
     }
 
     #[test]
