@@ -453,10 +453,7 @@ mod tests {
     use super::*;
     use crate::probe::probe;
 
-    fn corpus(name: &str) -> Vec<u8> {
-        let path = format!("{}/../corpus/formats/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
+    use super::super::formats_corpus as corpus;
 
     fn decode_file(data: &[u8], shrink: u32) -> Result<Bitmap, Error> {
         let info = header(data)?;

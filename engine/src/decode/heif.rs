@@ -585,10 +585,7 @@ mod libheif_tests {
     use crate::probe::{probe, InputFormat};
     use crate::{Error, Limits};
 
-    fn corpus(name: &str) -> Vec<u8> {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../corpus/formats/");
-        std::fs::read(format!("{path}{name}")).expect("corpus file")
-    }
+    use super::super::formats_corpus as corpus;
 
     fn decode_full(name: &str, shrink: u32) -> (ImageInfo, Decoded) {
         let data = corpus(name);

@@ -15,6 +15,13 @@ use crate::orient::Orientation;
 use crate::probe::{ImageInfo, InputFormat};
 use crate::{Error, Limits};
 
+/// A file of `corpus/formats/`, for the decoders' unit tests.
+#[cfg(test)]
+fn formats_corpus(name: &str) -> Vec<u8> {
+    let path = format!("{}/../corpus/formats/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
 /// A decoded image and the metadata that decides its colour and orientation.
 pub(crate) struct Decoded {
     /// Pixels in the file's own colour space, possibly reduced by the shrink factor.

@@ -526,10 +526,7 @@ fn map_error(err: TiffError) -> Error {
 mod tests {
     use super::*;
 
-    fn corpus(name: &str) -> Vec<u8> {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../corpus/formats/");
-        std::fs::read(format!("{path}{name}")).unwrap()
-    }
+    use super::super::formats_corpus as corpus;
 
     fn probe(data: &[u8]) -> Result<ImageInfo, Error> {
         crate::probe::probe(data, &Limits::default())
