@@ -80,6 +80,10 @@ before(async () => {
   page.on('console', (message) => {
     if (/Content.Security.Policy/i.test(message.text())) pageErrors.push(`CSP: ${message.text()}`);
   });
+  // Subscribe to file choosers now, not only at the Space press: Playwright switches Chromium's
+  // chooser interception on asynchronously when the first listener arrives, so a press sent right
+  // after waitForEvent('filechooser') can open a native dialog that never reports (CI flake).
+  page.on('filechooser', () => {});
   page.on('framenavigated', (frame) => {
     if (frame === page.mainFrame()) navigations += 1;
   });
