@@ -62,10 +62,30 @@ pub enum JpegCoding {
     Baseline,
     /// SOF2: progressive Huffman.
     Progressive,
-    /// SOF9–SOF11: arithmetic coding.
+    /// SOF9: sequential arithmetic coding.
     Arithmetic,
-    /// SOF3 and the hierarchical/lossless variants.
+    /// SOF10: progressive arithmetic coding.
+    ArithmeticProgressive,
+    /// SOF3, SOF11 and the hierarchical processes: lossless or hierarchical, not decoded.
     Other,
+}
+
+impl JpegCoding {
+    /// Progressive, Huffman or arithmetic: the file's scans refine the whole image in turn.
+    pub fn is_progressive(self) -> bool {
+        matches!(
+            self,
+            JpegCoding::Progressive | JpegCoding::ArithmeticProgressive
+        )
+    }
+
+    /// Arithmetic-coded, sequential or progressive.
+    pub fn is_arithmetic(self) -> bool {
+        matches!(
+            self,
+            JpegCoding::Arithmetic | JpegCoding::ArithmeticProgressive
+        )
+    }
 }
 
 /// What the header says, read without decoding any pixels.
@@ -89,9 +109,9 @@ impl ImageInfo {
     /// Refuses, from the header alone, what no decoder here reads: callers that store an
     /// image for later (an upload) can refuse it now rather than fail it later.
     pub fn check_decodable(&self) -> Result<(), Error> {
-        if self.jpeg_coding == Some(JpegCoding::Arithmetic) {
+        if self.jpeg_coding == Some(JpegCoding::Other) {
             return Err(Error::Unsupported(
-                "arithmetic-coded JPEG (zune-jpeg decodes Huffman-coded JPEG only)".into(),
+                "lossless or hierarchical JPEG (DCT-based sequential and progressive only)".into(),
             ));
         }
         crate::decode::check_decodable(self)
@@ -299,7 +319,8 @@ fn jpeg_header(data: &[u8]) -> Result<ImageInfo, Error> {
                 let coding = match marker {
                     0xC0 | 0xC1 => JpegCoding::Baseline,
                     0xC2 => JpegCoding::Progressive,
-                    0xC9..=0xCB => JpegCoding::Arithmetic,
+                    0xC9 => JpegCoding::Arithmetic,
+                    0xCA => JpegCoding::ArithmeticProgressive,
                     _ => JpegCoding::Other,
                 };
                 let height = u32::from(u16::from_be_bytes([segment[1], segment[2]]));

@@ -42,7 +42,7 @@ pub(crate) fn shrink_for(info: &ImageInfo, target: (u32, u32)) -> u32 {
         f64::from(side) / 8.0 >= PROGRESSIVE_DC_GAP * f64::from(target.max(1))
     };
     if shrink < 8
-        && info.jpeg_coding == Some(JpegCoding::Progressive)
+        && info.jpeg_coding.is_some_and(JpegCoding::is_progressive)
         && dc_only_fits(info.width, target.0)
         && dc_only_fits(info.height, target.1)
     {

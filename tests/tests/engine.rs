@@ -42,8 +42,6 @@ mod corpus {
         }
         match entry.class {
             Class::Ok | Class::Rotate => None,
-            // Arithmetic coding is a decoder capability, documented as `unsupported`.
-            Class::Either if entry.notes.contains("arithmetic") => Some(vec![Unsupported]),
             Class::Either | Class::Trunc => Some(vec![Truncated, Corrupt]),
             Class::ErrorLenient | Class::Error => Some(vec![Corrupt, Truncated]),
         }
@@ -405,12 +403,6 @@ mod quality {
     use Exception::*;
 
     const EXCEPTIONS: &[(&str, Exception, &str)] = &[
-        // zune-jpeg decodes Huffman-coded JPEG only; the manifest allows a clean error.
-        (
-            "derived_arith_Kite_2560x1600.jpg",
-            NoThumbnail(ErrorKind::Unsupported),
-            "arithmetic coding",
-        ),
         // Not an engine bug: the reference is off. libvips 8.14 leaves this 400 KB embedded
         // profile unapplied (its thumbnail is within 35 dB of the raw, unconverted pixels); the
         // engine's moxcms conversion agrees with lcms2 through Pillow's ImageCms at 35.4 dB.

@@ -1,6 +1,8 @@
 //! Fuzzes the reduced-scale JPEG decoder alone (no fallback to zune-jpeg): any bytes must give
 //! a picture or a typed error, never a panic, a hang or an allocation beyond what the header
-//! admitted under the limits. The first byte picks the scale (1 is the full-size resync path).
+//! admitted under the limits. The first byte picks the scale (1 is the full-size resync path,
+//! and the only full-size decoder of arithmetic-coded files). Huffman and arithmetic coding
+//! (SOF9/SOF10) both go through here: seed with `../corpus` and `../tests/fixtures/arith`.
 //! The header check the worker's memory estimate uses runs on the same bytes.
 #![no_main]
 

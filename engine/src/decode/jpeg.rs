@@ -6,6 +6,10 @@
 //! in [`super::jpeg_scaled`] at 1/2, 1/4 or 1/8 (the largest that does not exceed the shrink factor;
 //! `resize.rs` does the rest). zune-jpeg still reads the headers (colour space, ICC,
 //! EXIF) and decodes in full whatever the reduced decoder declines.
+//!
+//! Arithmetic-coded files (SOF9, SOF10) are the exception: zune-jpeg decodes Huffman coding
+//! only, so the reduced decoder reads them at every scale, full size included, and its error
+//! is final; zune-jpeg reads their headers through a Huffman-labelled copy of them.
 
 use zune_core::bytestream::ZCursor;
 use zune_core::colorspace::ColorSpace;
@@ -27,7 +31,17 @@ pub(super) fn decode(
     limits: &Limits,
 ) -> Result<Decoded, Error> {
     info.check_decodable()?;
-    let (decoder, input) = read_headers(data)?;
+    let headers = huffman_labelled_headers(data, info);
+    let (decoder, input) = read_headers(headers.as_deref().unwrap_or(data))?;
+    if headers.is_some() {
+        let scale = dct_scale(shrink).unwrap_or(1);
+        limits.afford_decode(|| reduced_bytes(info, scale))?;
+        return Ok(Decoded {
+            bitmap: reduced(data, info, scale, input)?,
+            icc: decoder.icc_profile(),
+            orientation: orientation(&decoder),
+        });
+    }
     let options = lenient_options();
     let model = color_model(input);
     let scale = dct_scale(shrink);
@@ -115,7 +129,7 @@ fn dct_scale(shrink: u32) -> Option<u32> {
 
 /// The scale the reduced decoder is tried at for a shrink-on-load factor, if any.
 pub(super) fn reduced_scale(info: &ImageInfo, shrink: u32) -> Option<u32> {
-    dct_scale(shrink).filter(|_| huffman_coded(info))
+    dct_scale(shrink).filter(|_| reduced_reads(info))
 }
 
 /// Upper bound of the bytes the reduced decoder holds at 1/`scale`: the output, one plane per
@@ -126,9 +140,10 @@ pub(super) fn reduced_bytes(info: &ImageInfo, scale: u32) -> u64 {
     let (w, h) = (u64::from(info.width), u64::from(info.height));
     let components = u64::from(info.channels.max(1));
     let planes = components * padded_pixels(info) / (s * s);
-    let coefficients = match (info.jpeg_coding, scale) {
-        (Some(JpegCoding::Progressive), 8) => 2 * components * padded_pixels(info) / 64,
-        (Some(JpegCoding::Progressive), _) => 2 * components * padded_pixels(info),
+    let progressive = info.jpeg_coding.is_some_and(JpegCoding::is_progressive);
+    let coefficients = match (progressive, scale) {
+        (true, 8) => 2 * components * padded_pixels(info) / 64,
+        (true, _) => 2 * components * padded_pixels(info),
         _ => 0,
     };
     w.div_ceil(s) * h.div_ceil(s) * output_channels(info) + planes + coefficients
@@ -139,6 +154,10 @@ pub(super) fn reduced_bytes(info: &ImageInfo, scale: u32) -> u64 {
 /// i16 per block per component, as if unsubsampled) when the file is progressive or its first
 /// scan does not hold every component: those keep every block until the last scan.
 pub(super) fn full_bytes(data: &[u8], info: &ImageInfo) -> u64 {
+    if info.jpeg_coding.is_some_and(JpegCoding::is_arithmetic) {
+        // Only the reduced decoder reads arithmetic coding.
+        return reduced_bytes(info, 1);
+    }
     let progressive = info.jpeg_coding == Some(JpegCoding::Progressive);
     full_bytes_with(
         info,
@@ -175,25 +194,60 @@ fn output_channels(info: &ImageInfo) -> u64 {
 /// The reduced-scale decode, or `None` when the full decoder must do it (see the fallback
 /// list in [`super::jpeg_scaled`]).
 fn decode_scaled(data: &[u8], info: &ImageInfo, scale: u32, input: ColorSpace) -> Option<Bitmap> {
-    if !huffman_coded(info) {
+    if !reduced_reads(info) {
         return None;
     }
     reduced(data, info, scale, input).ok()
 }
 
-/// Baseline or progressive Huffman coding: the codings the reduced decoder reads.
-fn huffman_coded(info: &ImageInfo) -> bool {
-    matches!(
-        info.jpeg_coding,
-        Some(JpegCoding::Baseline | JpegCoding::Progressive)
-    )
+/// Sequential or progressive DCT, Huffman or arithmetic: the codings the reduced decoder reads.
+fn reduced_reads(info: &ImageInfo) -> bool {
+    info.jpeg_coding.is_some_and(|c| c != JpegCoding::Other)
+}
+
+/// For an arithmetic-coded file, a copy of its headers up to the first scan's with the frame
+/// header relabelled as its Huffman counterpart (SOF9 → SOF1, SOF10 → SOF2) and DAC segments
+/// turned into comments, so that zune-jpeg, which refuses arithmetic coding, reads its colour
+/// space, ICC profile and EXIF. `None` for any other file.
+fn huffman_labelled_headers(data: &[u8], info: &ImageInfo) -> Option<Vec<u8>> {
+    if !info.jpeg_coding.is_some_and(JpegCoding::is_arithmetic) {
+        return None;
+    }
+    let mut copy = data.get(..2)?.to_vec();
+    let mut pos = 2;
+    while pos + 4 <= data.len() {
+        if data[pos] != 0xFF {
+            pos += 1;
+            continue;
+        }
+        let marker = data[pos + 1];
+        if marker == 0xFF {
+            pos += 1;
+            continue;
+        }
+        let len = usize::from(u16::from_be_bytes([data[pos + 2], data[pos + 3]]));
+        let end = (pos + 2 + len).min(data.len());
+        let start = copy.len();
+        copy.extend_from_slice(&data[pos..end]);
+        copy[start + 1] = match marker {
+            0xC9 => 0xC1,
+            0xCA => 0xC2,
+            0xCC => 0xFE,
+            other => other,
+        };
+        if marker == 0xDA {
+            break;
+        }
+        pos = end;
+    }
+    Some(copy)
 }
 
 /// Whether a shrink-on-load decode of `data` would run in the reduced decoder rather than fall
 /// back to zune-jpeg's full decode, judged from the headers and the scan layout without
 /// decoding ([`jpeg_scaled::check_headers`]).
 pub(crate) fn reduced_decode_expected(data: &[u8], info: &ImageInfo) -> bool {
-    huffman_coded(info) && jpeg_scaled::check_headers(data, (info.width, info.height)).is_ok()
+    reduced_reads(info) && jpeg_scaled::check_headers(data, (info.width, info.height)).is_ok()
 }
 
 /// The reduced-scale decoder alone, without the fallback: for benchmarks and fuzzing. `scale`
@@ -203,7 +257,8 @@ pub(crate) fn decode_reduced_only(
     info: &ImageInfo,
     scale: u32,
 ) -> Result<Bitmap, Error> {
-    let (_, input) = read_headers(data)?;
+    let headers = huffman_labelled_headers(data, info);
+    let (_, input) = read_headers(headers.as_deref().unwrap_or(data))?;
     reduced(data, info, scale, input)
 }
 

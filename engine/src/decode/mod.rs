@@ -132,7 +132,8 @@ pub(crate) fn decode_bytes(data: &[u8], info: &ImageInfo, shrink: u32) -> Decode
 /// [`ImageInfo::decode_budget_bytes`]).
 pub(crate) fn full_decode_bytes(info: &ImageInfo) -> u64 {
     match info.format {
-        InputFormat::Jpeg => jpeg::full_bytes_with(info, true),
+        // An arithmetic-coded file decodes at full size in the reduced decoder.
+        InputFormat::Jpeg => jpeg::full_bytes_with(info, true).max(jpeg::reduced_bytes(info, 1)),
         InputFormat::Png => png::decode_bytes(info, 1, false),
         InputFormat::Webp => webp::full_bytes(info),
         InputFormat::Gif => gif::full_bytes(info),

@@ -98,13 +98,9 @@ fn estimate_path(
             };
             let coding = info.jpeg_coding;
             let scale = [8, 4, 2].into_iter().find(|&k| k <= shrink);
-            let reduced = matches!(coding, Some(JpegCoding::Baseline | JpegCoding::Progressive))
-                && info.channels != 2;
+            // The reduced decoder reads every DCT coding (arithmetic ones at full size too).
+            let reduced = coding.is_some_and(|c| c != JpegCoding::Other) && info.channels != 2;
             match scale {
-                _ if coding == Some(JpegCoding::Arithmetic) => {
-                    // Refused after the headers, before any pixel buffer.
-                    ("jpeg-refused", (0, 0), c, 0)
-                }
                 Some(s) if reduced => {
                     let (dw, dh) = (w.div_ceil(s), h.div_ceil(s));
                     let peak = bytes.planned;
@@ -204,7 +200,7 @@ mod tests {
     fn jpeg_file(info: &ImageInfo) -> Vec<u8> {
         let mut out = Vec::new();
         let mut encoder = jpeg_encoder::Encoder::new(&mut out, 90);
-        encoder.set_progressive(info.jpeg_coding == Some(JpegCoding::Progressive));
+        encoder.set_progressive(info.jpeg_coding.is_some_and(JpegCoding::is_progressive));
         encoder
             .encode(&[128; 16 * 16 * 3], 16, 16, jpeg_encoder::ColorType::Rgb)
             .unwrap();

@@ -32,11 +32,11 @@ pub(super) struct Sequential<'a> {
     pub sink: Option<&'a mut Assembler>,
 }
 
-impl BlockDecoder for Sequential<'_> {
+impl<'r> BlockDecoder<BitReader<'r>> for Sequential<'_> {
     #[inline]
     fn block(
         &mut self,
-        r: &mut BitReader<'_>,
+        r: &mut BitReader<'r>,
         pos: usize,
         bx: usize,
         by: usize,
@@ -74,33 +74,47 @@ impl BlockDecoder for Sequential<'_> {
     }
 
     fn missing(&mut self, pos: usize, bx: usize, by: usize) -> Result<(), ScaledError> {
-        let plane = &mut *self.comps[pos].plane;
-        let (nx, ny) = (plane.nx, plane.ny);
-        for y in 0..ny {
-            let start = plane.row_start(by * ny + y) + bx * nx;
-            plane
-                .data
-                .get_mut(start..start + nx)
-                .ok_or(ScaledError::Corrupt("block outside the component"))?
-                .fill(128);
-        }
-        Ok(())
+        fill_grey(self.comps[pos].plane, bx, by)
     }
 
     fn row_done(&mut self, rows: usize) {
-        let Some(sink) = self.sink.as_deref_mut() else {
-            return;
-        };
-        // Frame order: the scan holds every component.
-        let mut planes: [Option<&Plane>; 4] = [None; 4];
-        let mut ready = [0; 4];
-        for c in &self.comps {
-            planes[c.index] = Some(&*c.plane);
-            ready[c.index] = rows * c.v * c.plane.ny;
+        if let Some(sink) = self.sink.as_deref_mut() {
+            let comps = self.comps.iter().map(|c| (c.index, c.v, &*c.plane));
+            emit_rows(sink, comps, rows);
         }
-        let planes: Vec<&Plane> = planes.iter().flatten().copied().collect();
-        sink.emit(&planes, &ready[..planes.len()]);
     }
+}
+
+/// A missing block of a sequential scan: uniform grey, as libjpeg leaves it.
+pub(super) fn fill_grey(plane: &mut Plane, bx: usize, by: usize) -> Result<(), ScaledError> {
+    let (nx, ny) = (plane.nx, plane.ny);
+    for y in 0..ny {
+        let start = plane.row_start(by * ny + y) + bx * nx;
+        plane
+            .data
+            .get_mut(start..start + nx)
+            .ok_or(ScaledError::Corrupt("block outside the component"))?
+            .fill(128);
+    }
+    Ok(())
+}
+
+/// Hands the first `rows` MCU rows of a scan that holds every component to the assembler:
+/// `comps` gives each component's frame index, vertical sampling factor and plane.
+pub(super) fn emit_rows<'p>(
+    sink: &mut Assembler,
+    comps: impl Iterator<Item = (usize, usize, &'p Plane)>,
+    rows: usize,
+) {
+    // Frame order: the scan holds every component.
+    let mut planes: [Option<&Plane>; 4] = [None; 4];
+    let mut ready = [0; 4];
+    for (index, v, plane) in comps {
+        planes[index] = Some(plane);
+        ready[index] = rows * v * plane.ny;
+    }
+    let planes: Vec<&Plane> = planes.iter().flatten().copied().collect();
+    sink.emit(&planes, &ready[..planes.len()]);
 }
 
 /// Entropy-decodes a block's AC coefficients straight into its reduced IDCT: no coefficient

@@ -275,26 +275,13 @@ impl<'a> BitReader<'a> {
         self.bits = 0;
         self.padding = 0;
         // Normally we stopped right at the marker; otherwise skip junk up to the next one.
-        loop {
-            let Some(off) = self
-                .data
-                .get(self.pos..)
-                .and_then(|d| memchr::memchr(0xFF, d))
-            else {
-                return false;
-            };
-            self.pos += off;
-            match self.data.get(self.pos + 1) {
-                Some(0xD0..=0xD7) => {
-                    self.pos += 2;
-                    self.at_marker = false;
-                    return true;
-                }
-                // Stuffing, fill bytes and codes that are no marker (junk, as libjpeg's
-                // resynchronisation discards them).
-                Some(0x00..=0xBF) | Some(0xFF) => self.pos += 1,
-                _ => return false,
+        match super::markers::seek_restart(self.data, self.pos) {
+            Some(next) => {
+                self.pos = next;
+                self.at_marker = false;
+                true
             }
+            None => false,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Marker segments: the frame header (SOF), quantisation tables (DQT), Huffman tables (DHT),
-//! restart interval (DRI) and scan headers (SOS), plus the walk from one segment to the next.
+//! arithmetic conditioning (DAC), restart interval (DRI) and scan headers (SOS), plus the walk
+//! from one segment to the next.
 //!
 //! Every read is bounds-checked against the segment; anything outside what the reduced decoder
 //! supports is reported as [`ScaledError::Unsupported`] so the caller falls back to the full
@@ -33,10 +34,12 @@ pub(super) struct Component {
     pub alloc_y: usize,
 }
 
-/// The frame header (SOF0/1/2), validated.
+/// The frame header (SOF0/1/2 Huffman, SOF9/10 arithmetic), validated.
 #[derive(Debug, Clone)]
 pub(super) struct Frame {
     pub progressive: bool,
+    /// Arithmetic coding (T.81 annex D) instead of Huffman.
+    pub arithmetic: bool,
     pub width: usize,
     pub height: usize,
     pub comps: Vec<Component>,
@@ -130,12 +133,14 @@ pub(super) fn parse_sof(
     p: &[u8],
     expect: (usize, usize),
 ) -> Result<Frame, ScaledError> {
-    let progressive = match marker {
-        0xC0 | 0xC1 => false,
-        0xC2 => true,
+    let (progressive, arithmetic) = match marker {
+        0xC0 | 0xC1 => (false, false),
+        0xC2 => (true, false),
+        0xC9 => (false, true),
+        0xCA => (true, true),
         _ => {
             return Err(ScaledError::Unsupported(
-                "coding process other than Huffman DCT",
+                "lossless or hierarchical coding process",
             ))
         }
     };
@@ -218,6 +223,7 @@ pub(super) fn parse_sof(
     }
     Ok(Frame {
         progressive,
+        arithmetic,
         width,
         height,
         comps,
@@ -301,7 +307,7 @@ pub(super) fn parse_sos(p: &[u8], frame: &Frame) -> Result<Scan, ScaledError> {
         }
         let (td, ta) = (usize::from(c[1] >> 4), usize::from(c[1] & 15));
         if td > 3 || ta > 3 {
-            return Err(corrupt("bad Huffman table selector"));
+            return Err(corrupt("bad entropy table selector"));
         }
         comps.push(ScanComp { index, td, ta });
     }
@@ -347,6 +353,66 @@ pub(super) fn parse_sos(p: &[u8], frame: &Frame) -> Result<Scan, ScaledError> {
 
 fn blocks_in_mcu(frame: &Frame, index: usize) -> usize {
     frame.comps[index].h * frame.comps[index].v
+}
+
+/// Arithmetic-coding conditioning per table (T.81 F.1.4.4): the DC bounds L and U of a "small"
+/// difference and the AC band split K, as DAC segments set them.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Conditioning {
+    pub dc_l: [u8; 4],
+    pub dc_u: [u8; 4],
+    pub ac_k: [u8; 4],
+}
+
+impl Default for Conditioning {
+    /// The defaults T.81 gives when no DAC segment sets a table: L = 0, U = 1, K = 5.
+    fn default() -> Self {
+        Conditioning {
+            dc_l: [0; 4],
+            dc_u: [1; 4],
+            ac_k: [5; 4],
+        }
+    }
+}
+
+/// Parses a DAC segment into `cond`.
+pub(super) fn parse_dac(p: &[u8], cond: &mut Conditioning) -> Result<(), ScaledError> {
+    if !p.len().is_multiple_of(2) {
+        return Err(corrupt("short DAC"));
+    }
+    for entry in p.chunks_exact(2) {
+        let (class, id, value) = (entry[0] >> 4, usize::from(entry[0] & 15), entry[1]);
+        if id > 3 {
+            return Err(corrupt("bad DAC table index"));
+        }
+        match class {
+            0 => {
+                let (l, u) = (value & 15, value >> 4);
+                if l > u {
+                    return Err(corrupt("DAC DC bounds with L above U"));
+                }
+                cond.dc_l[id] = l;
+                cond.dc_u[id] = u;
+            }
+            1 if (1..=63).contains(&value) => cond.ac_k[id] = value,
+            _ => return Err(corrupt("bad DAC entry")),
+        }
+    }
+    Ok(())
+}
+
+/// Position just past the next restart marker (RSTn) at or after `pos`, stepping over junk,
+/// stuffing and fill bytes before it as libjpeg's resynchronisation does; `None` when a real
+/// marker (such as EOI) or the end of the data comes first.
+pub(super) fn seek_restart(data: &[u8], mut pos: usize) -> Option<usize> {
+    loop {
+        pos += memchr::memchr(0xFF, data.get(pos..)?)?;
+        match data.get(pos + 1) {
+            Some(0xD0..=0xD7) => return Some(pos + 2),
+            Some(0x00..=0xBF) | Some(0xFF) => pos += 1,
+            _ => return None,
+        }
+    }
 }
 
 /// Parses a DRI segment.

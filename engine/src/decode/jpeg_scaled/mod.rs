@@ -25,13 +25,16 @@
 //! Every [`ScaledError`] makes the caller use zune-jpeg's full decode instead, so an
 //! unsupported or damaged file never yields a wrong picture from this path:
 //!
-//! * arithmetic coding (SOF9–11, DAC), lossless and hierarchical processes (SOF3, SOF5–7,
-//!   SOF13–15), 12- and 16-bit precision, DNL-defined heights, a second frame header;
+//! * lossless and hierarchical processes (SOF3, SOF5–7, SOF11, SOF13–15), 12- and 16-bit
+//!   precision, DNL-defined heights, a second frame header;
 //! * 2-component frames and non-integer subsampling ratios (e.g. h = 3 next to h = 2);
 //! * a colour space whose channel count disagrees with the frame (decided by zune-jpeg);
 //! * corrupt data: bad tables, a block index outside the frame, a scan that names a missing
 //!   table, a component in two sequential scans;
 //! * a file that ends before some component's first scan.
+//!
+//! Arithmetic coding (SOF9, SOF10) is read here at every scale ([`arith`]): zune-jpeg has no
+//! arithmetic decoder, so for those files this decoder is the only one (at full size too).
 //!
 //! Damage inside entropy-coded data is not a fallback; it is handled as libjpeg handles it: a
 //! bit pattern that is no Huffman code reads as symbol 0, a run past the end of a block ends
@@ -52,6 +55,7 @@
 //! Allocation is bounded by the frame size, which must equal the size the engine's probe
 //! admitted under its limits; every loop is bounded by the block count of the frame.
 
+mod arith;
 mod baseline;
 mod huffman;
 mod idct;
@@ -60,8 +64,9 @@ mod output;
 mod progressive;
 mod scan;
 
+use arith::ArithReader;
 use huffman::{BitReader, HuffTable};
-use markers::Frame;
+use markers::{Conditioning, Frame};
 use progressive::Coefs;
 
 /// Why the reduced decoder declined a file (the caller then decodes it in full).
@@ -165,6 +170,8 @@ struct Tables {
     qt: [Option<[u16; 64]>; 4],
     dc: [Option<HuffTable>; 4],
     ac: [Option<HuffTable>; 4],
+    /// Arithmetic coding's conditioning (DAC), in place of Huffman tables.
+    cond: Conditioning,
     restart_interval: usize,
 }
 
@@ -181,7 +188,7 @@ impl Tables {
                 self.restart_interval = markers::parse_dri(seg.payload)?;
                 Ok(())
             }
-            0xCC => Err(ScaledError::Unsupported("arithmetic coding (DAC)")),
+            0xCC => markers::parse_dac(seg.payload, &mut self.cond),
             0xDC => Err(ScaledError::Unsupported("DNL marker")),
             _ => Ok(()),
         }
@@ -239,9 +246,12 @@ pub(crate) fn check_headers(data: &[u8], expect: (u32, u32)) -> Result<(), Scale
                 if !f.progressive || scan.ss == 0 {
                     for sc in &scan.comps {
                         let undefined = ScaledError::Corrupt("scan uses an undefined table");
+                        let huffman = !f.arithmetic;
                         if tables.qt[f.comps[sc.index].tq].is_none()
-                            || ((!f.progressive || scan.ah == 0) && tables.dc[sc.td].is_none())
-                            || (!f.progressive && tables.ac[sc.ta].is_none())
+                            || (huffman
+                                && (!f.progressive || scan.ah == 0)
+                                && tables.dc[sc.td].is_none())
+                            || (huffman && !f.progressive && tables.ac[sc.ta].is_none())
                         {
                             return Err(undefined);
                         }
@@ -494,14 +504,46 @@ impl Decoder {
             }
         }
         let entropy = &data[pos..];
-        let mut reader = BitReader::new(entropy);
         let ri = self.tables.restart_interval;
-        if frame.progressive {
-            self.progressive_scan(frame, &scan, ri, &mut reader)?;
+        let read = if frame.arithmetic {
+            let mut reader = ArithReader::new(entropy);
+            if frame.progressive {
+                self.arith_progressive_scan(frame, &scan, ri, &mut reader)?;
+            } else {
+                self.arith_sequential_scan(frame, &scan, ri, &mut reader)?;
+            }
+            reader.position()
         } else {
-            self.sequential_scan(frame, &scan, ri, &mut reader)?;
+            let mut reader = BitReader::new(entropy);
+            if frame.progressive {
+                self.progressive_scan(frame, &scan, ri, &mut reader)?;
+            } else {
+                self.sequential_scan(frame, &scan, ri, &mut reader)?;
+            }
+            reader.position()
+        };
+        Ok(markers::skip_entropy_data(data, pos + read))
+    }
+
+    /// The start of a sequential scan: the planes are allocated at the first one, and each
+    /// component may appear in one scan only. Returns whether the scan holds every component,
+    /// when bands suffice (always, in practice): rows are finished MCU row by MCU row.
+    fn start_sequential(
+        &mut self,
+        frame: &Frame,
+        scan: &markers::Scan,
+    ) -> Result<bool, ScaledError> {
+        let all_in_one = scan.comps.len() == frame.comps.len();
+        if self.planes.is_empty() {
+            self.alloc_planes(frame, self.kind.is_some() && all_in_one);
+            self.start_assembly(frame);
         }
-        Ok(markers::skip_entropy_data(data, pos + reader.position()))
+        for sc in &scan.comps {
+            if std::mem::replace(&mut self.scanned[sc.index], true) {
+                return Err(ScaledError::Corrupt("a component in two sequential scans"));
+            }
+        }
+        Ok(all_in_one)
     }
 
     fn sequential_scan(
@@ -511,28 +553,11 @@ impl Decoder {
         ri: usize,
         reader: &mut BitReader<'_>,
     ) -> Result<(), ScaledError> {
-        // Bands suffice when one scan holds every component (always, in practice): rows are
-        // finished MCU row by MCU row.
-        let all_in_one = scan.comps.len() == frame.comps.len();
-        if self.planes.is_empty() {
-            self.alloc_planes(frame, self.kind.is_some() && all_in_one);
-            self.start_assembly(frame);
-        }
-        let mut planes: Vec<Option<&mut Plane>> = self.planes.iter_mut().map(Some).collect();
-        let mut comps = Vec::with_capacity(scan.comps.len());
-        for sc in &scan.comps {
-            if self.scanned[sc.index] {
-                return Err(ScaledError::Corrupt("a component in two sequential scans"));
-            }
-            self.scanned[sc.index] = true;
+        let all_in_one = self.start_sequential(frame, scan)?;
+        let targets = block_targets(frame, scan, &self.tables.qt, &mut self.planes)?;
+        let mut comps = Vec::with_capacity(targets.len());
+        for (sc, q, plane) in targets {
             let missing = ScaledError::Corrupt("scan uses an undefined Huffman table");
-            // The current table: a sequential block is complete within its scan.
-            let q = self.tables.qt[frame.comps[sc.index].tq]
-                .as_ref()
-                .ok_or(ScaledError::Corrupt("undefined quantisation table"))?;
-            let plane = planes[sc.index]
-                .take()
-                .ok_or(ScaledError::Corrupt("component twice in one scan"))?;
             comps.push(baseline::SeqComp {
                 index: sc.index,
                 v: frame.comps[sc.index].v,
@@ -544,13 +569,68 @@ impl Decoder {
                 pred: 0,
             });
         }
-        let sink = if all_in_one {
-            self.assembler.as_mut()
-        } else {
-            None
-        };
+        let sink = self.assembler.as_mut().filter(|_| all_in_one);
         let mut dec = baseline::Sequential { comps, sink };
         scan::run(frame, scan, ri, reader, &mut dec)
+    }
+
+    fn arith_sequential_scan(
+        &mut self,
+        frame: &Frame,
+        scan: &markers::Scan,
+        ri: usize,
+        reader: &mut ArithReader<'_>,
+    ) -> Result<(), ScaledError> {
+        let all_in_one = self.start_sequential(frame, scan)?;
+        let targets = block_targets(frame, scan, &self.tables.qt, &mut self.planes)?;
+        let comps = targets
+            .into_iter()
+            .map(|(sc, q, plane)| arith::SeqComp {
+                index: sc.index,
+                v: frame.comps[sc.index].v,
+                td: sc.td,
+                ta: sc.ta,
+                q,
+                basis: idct::AnyBasis::new(plane.nx, plane.ny, q),
+                plane,
+                pred: 0,
+                context: 0,
+            })
+            .collect();
+        let sink = self.assembler.as_mut().filter(|_| all_in_one);
+        let mut dec = arith::Sequential {
+            comps,
+            sink,
+            cond: self.tables.cond,
+            bins: arith::Bins::new(),
+        };
+        scan::run(frame, scan, ri, reader, &mut dec)
+    }
+
+    /// Checks a progressive scan against the ones before it: one DC first pass per component,
+    /// then refinements one bit at a time, and AC bands only after the component's DC.
+    fn check_progressive(&mut self, scan: &markers::Scan) -> Result<(), ScaledError> {
+        if scan.ss > 0 {
+            if self.dc_missing_bits[scan.comps[0].index] == u8::MAX {
+                return Err(ScaledError::Corrupt(
+                    "AC scan before the component's DC scan",
+                ));
+            }
+            return Ok(());
+        }
+        for sc in &scan.comps {
+            let expected_ah = self.dc_missing_bits[sc.index];
+            if scan.ah == 0 {
+                if expected_ah != u8::MAX {
+                    return Err(ScaledError::Corrupt("DC first pass repeated"));
+                }
+            } else if scan.ah != expected_ah || scan.al + 1 != scan.ah {
+                return Err(ScaledError::Corrupt("DC refinement out of sequence"));
+            }
+            self.dc_missing_bits[sc.index] = scan.al;
+            self.scanned[sc.index] = true;
+        }
+        Ok(())
     }
 
     fn progressive_scan(
@@ -560,22 +640,11 @@ impl Decoder {
         ri: usize,
         reader: &mut BitReader<'_>,
     ) -> Result<(), ScaledError> {
+        self.check_progressive(scan)?;
         if scan.ss == 0 {
-            for sc in &scan.comps {
-                let expected_ah = self.dc_missing_bits[sc.index];
-                if scan.ah == 0 {
-                    if expected_ah != u8::MAX {
-                        return Err(ScaledError::Corrupt("DC first pass repeated"));
-                    }
-                } else if scan.ah != expected_ah || scan.al + 1 != scan.ah {
-                    return Err(ScaledError::Corrupt("DC refinement out of sequence"));
-                }
-                self.dc_missing_bits[sc.index] = scan.al;
-                self.scanned[sc.index] = true;
-            }
-            let mut stores: Vec<Option<&mut Coefs>> = self.coefs.iter_mut().map(Some).collect();
-            let mut comps = Vec::with_capacity(scan.comps.len());
-            for sc in &scan.comps {
+            let stores = scan_stores(scan, &mut self.coefs)?;
+            let mut comps = Vec::with_capacity(stores.len());
+            for (sc, store) in scan.comps.iter().zip(stores) {
                 let table = if scan.ah == 0 {
                     Some(
                         self.tables.dc[sc.td]
@@ -585,9 +654,6 @@ impl Decoder {
                 } else {
                     None
                 };
-                let store = stores[sc.index]
-                    .take()
-                    .ok_or(ScaledError::Corrupt("component twice in one scan"))?;
                 comps.push((store, table, 0));
             }
             let mut dec = progressive::DcScan {
@@ -597,29 +663,62 @@ impl Decoder {
             };
             return scan::run(frame, scan, ri, reader, &mut dec);
         }
-        let index = scan.comps[0].index;
-        if self.dc_missing_bits[index] == u8::MAX {
-            return Err(ScaledError::Corrupt(
-                "AC scan before the component's DC scan",
-            ));
+        let sc = scan.comps[0];
+        let table = self.tables.ac[sc.ta].as_ref();
+        if scan.ah == 0 && table.is_none() {
+            return Err(ScaledError::Corrupt("undefined AC table"));
         }
-        let table = if scan.ah == 0 {
-            Some(
-                self.tables.ac[scan.comps[0].ta]
-                    .as_ref()
-                    .ok_or(ScaledError::Corrupt("undefined AC table"))?,
-            )
-        } else {
-            self.tables.ac[scan.comps[0].ta].as_ref()
-        };
         let mut dec = progressive::AcScan {
-            coefs: &mut self.coefs[index],
+            coefs: &mut self.coefs[sc.index],
             table,
             ss: scan.ss,
             se: scan.se,
             ah: scan.ah,
             al: u32::from(scan.al),
             eobrun: 0,
+        };
+        scan::run(frame, scan, ri, reader, &mut dec)
+    }
+
+    fn arith_progressive_scan(
+        &mut self,
+        frame: &Frame,
+        scan: &markers::Scan,
+        ri: usize,
+        reader: &mut ArithReader<'_>,
+    ) -> Result<(), ScaledError> {
+        self.check_progressive(scan)?;
+        if scan.ss == 0 {
+            let stores = scan_stores(scan, &mut self.coefs)?;
+            let comps = scan
+                .comps
+                .iter()
+                .zip(stores)
+                .map(|(sc, coefs)| arith::DcComp {
+                    coefs,
+                    td: sc.td,
+                    pred: 0,
+                    context: 0,
+                })
+                .collect();
+            let mut dec = arith::DcScan {
+                comps,
+                refine: scan.ah != 0,
+                al: u32::from(scan.al),
+                cond: self.tables.cond,
+                bins: arith::Bins::new(),
+            };
+            return scan::run(frame, scan, ri, reader, &mut dec);
+        }
+        let sc = scan.comps[0];
+        let mut dec = arith::AcScan {
+            coefs: &mut self.coefs[sc.index],
+            ss: scan.ss,
+            se: scan.se,
+            ah: scan.ah,
+            al: u32::from(scan.al),
+            kx: usize::from(self.tables.cond.ac_k[sc.ta]),
+            bins: Box::new([0; 256]),
         };
         scan::run(frame, scan, ri, reader, &mut dec)
     }
@@ -665,6 +764,48 @@ impl Decoder {
         }
         Ok(())
     }
+}
+
+/// A component of a sequential scan, the quantisation table its blocks are reduced with (the
+/// current one: a sequential block is complete within its scan) and its plane.
+type BlockTarget<'a> = (markers::ScanComp, &'a [u16; 64], &'a mut Plane);
+
+/// The [`BlockTarget`] of each component of a sequential scan.
+fn block_targets<'a>(
+    frame: &Frame,
+    scan: &markers::Scan,
+    qt: &'a [Option<[u16; 64]>; 4],
+    planes: &'a mut [Plane],
+) -> Result<Vec<BlockTarget<'a>>, ScaledError> {
+    let mut planes: Vec<Option<&mut Plane>> = planes.iter_mut().map(Some).collect();
+    scan.comps
+        .iter()
+        .map(|sc| {
+            let q = qt[frame.comps[sc.index].tq]
+                .as_ref()
+                .ok_or(ScaledError::Corrupt("undefined quantisation table"))?;
+            let plane = planes[sc.index]
+                .take()
+                .ok_or(ScaledError::Corrupt("component twice in one scan"))?;
+            Ok((*sc, q, plane))
+        })
+        .collect()
+}
+
+/// The coefficient stores of a progressive DC scan's components, in scan order.
+fn scan_stores<'a>(
+    scan: &markers::Scan,
+    coefs: &'a mut [Coefs],
+) -> Result<Vec<&'a mut Coefs>, ScaledError> {
+    let mut stores: Vec<Option<&mut Coefs>> = coefs.iter_mut().map(Some).collect();
+    scan.comps
+        .iter()
+        .map(|sc| {
+            stores[sc.index]
+                .take()
+                .ok_or(ScaledError::Corrupt("component twice in one scan"))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ pub(super) struct Coefs {
 
 impl Coefs {
     #[inline(always)]
-    fn block(&mut self, bx: usize, by: usize) -> Result<&mut [i16], ScaledError> {
+    pub(super) fn block(&mut self, bx: usize, by: usize) -> Result<&mut [i16], ScaledError> {
         let start = (by * self.alloc_x + bx) * self.per_block;
         self.data
             .get_mut(start..start + self.per_block)
@@ -30,7 +30,7 @@ impl Coefs {
 
     /// A whole block of a 64-coefficient store (AC scans; at 1/8 they are never decoded).
     #[inline(always)]
-    fn block64(&mut self, bx: usize, by: usize) -> Result<&mut [i16; 64], ScaledError> {
+    pub(super) fn block64(&mut self, bx: usize, by: usize) -> Result<&mut [i16; 64], ScaledError> {
         self.block(bx, by)?
             .try_into()
             .map_err(|_| ScaledError::Corrupt("AC scan into a DC-only store"))
@@ -45,11 +45,11 @@ pub(super) struct DcScan<'a> {
     pub al: u32,
 }
 
-impl BlockDecoder for DcScan<'_> {
+impl<'r> BlockDecoder<BitReader<'r>> for DcScan<'_> {
     #[inline]
     fn block(
         &mut self,
-        r: &mut BitReader<'_>,
+        r: &mut BitReader<'r>,
         pos: usize,
         bx: usize,
         by: usize,
@@ -92,11 +92,11 @@ pub(super) struct AcScan<'a> {
     pub eobrun: u32,
 }
 
-impl BlockDecoder for AcScan<'_> {
+impl<'r> BlockDecoder<BitReader<'r>> for AcScan<'_> {
     #[inline]
     fn block(
         &mut self,
-        r: &mut BitReader<'_>,
+        r: &mut BitReader<'r>,
         _pos: usize,
         bx: usize,
         by: usize,

@@ -1,22 +1,46 @@
 //! The walk over one scan's blocks: MCU order for interleaved scans, raster order over the
-//! component's own blocks for single-component scans, and restart intervals.
+//! component's own blocks for single-component scans, and restart intervals. The same walk
+//! serves Huffman ([`BitReader`]) and arithmetic ([`ArithReader`]) coding.
 
+use super::arith::ArithReader;
 use super::huffman::BitReader;
 use super::markers::{Frame, Scan};
 use super::ScaledError;
 
-/// What a scan does with each of its blocks.
-pub(super) trait BlockDecoder {
+/// An entropy decoder's hold on a scan's data, as far as the walk needs it.
+pub(super) trait EntropyReader {
+    /// Moves past the next restart marker and starts decoding afresh; `false` when none
+    /// follows (truncated data, or a real marker such as EOI).
+    fn restart(&mut self) -> bool;
+    /// Whether the blocks from here to the next restart marker are lost: the data ran out
+    /// (Huffman) or a decoding error stopped the interval (arithmetic).
+    fn damaged(&self) -> bool;
+}
+
+impl EntropyReader for BitReader<'_> {
+    fn restart(&mut self) -> bool {
+        BitReader::restart(self)
+    }
+    fn damaged(&self) -> bool {
+        self.overran()
+    }
+}
+
+impl EntropyReader for ArithReader<'_> {
+    fn restart(&mut self) -> bool {
+        ArithReader::restart(self)
+    }
+    fn damaged(&self) -> bool {
+        self.failed()
+    }
+}
+
+/// What a scan does with each of its blocks, reading them through an `R`.
+pub(super) trait BlockDecoder<R> {
     /// Decodes one block of the scan's `pos`-th component at block (`bx`, `by`) of that
     /// component's grid.
-    fn block(
-        &mut self,
-        r: &mut BitReader<'_>,
-        pos: usize,
-        bx: usize,
-        by: usize,
-    ) -> Result<(), ScaledError>;
-    /// Resets the DC predictors and the EOB run at a restart marker.
+    fn block(&mut self, r: &mut R, pos: usize, bx: usize, by: usize) -> Result<(), ScaledError>;
+    /// Resets the DC predictors and the EOB run (and arithmetic statistics) at a restart marker.
     fn restart(&mut self);
     /// Marks a block whose data is missing (the rest of a damaged restart interval): libjpeg
     /// leaves such blocks all-zero, uniform grey. Stores of coefficients are zero already.
@@ -31,12 +55,12 @@ pub(super) trait BlockDecoder {
 /// truncated file, junk, a stray marker) leaves the blocks from there on missing (grey, or
 /// unrefined in a progressive scan): with restart markers up to the next one, where decoding
 /// resumes, and without them (or with no restart marker left) to the end of the scan.
-pub(super) fn run(
+pub(super) fn run<R: EntropyReader>(
     frame: &Frame,
     scan: &Scan,
     restart_interval: usize,
-    r: &mut BitReader<'_>,
-    dec: &mut impl BlockDecoder,
+    r: &mut R,
+    dec: &mut impl BlockDecoder<R>,
 ) -> Result<(), ScaledError> {
     let interleaved = scan.comps.len() > 1;
     let (units_x, units_y) = if interleaved {
@@ -63,7 +87,7 @@ pub(super) fn run(
             }
             // Without restart markers nothing resynchronises: once out of data, the rest of
             // the scan is missing (as it is once no restart marker follows).
-            let damaged = lost || r.overran();
+            let damaged = lost || r.damaged();
             lost |= damaged && restart_interval == 0;
             let mut unit = |pos, bx, by| {
                 if damaged {

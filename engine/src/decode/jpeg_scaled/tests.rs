@@ -657,3 +657,125 @@ fn report_scaled_vs_full_decode() {
         );
     }
 }
+
+/// Reads a file of `tests/fixtures/arith` (jpegtran recodings of corpus files; see its README)
+/// or, with a `corpus/` prefix, of the corpus.
+fn fixture(name: &str) -> Vec<u8> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let path = match name.strip_prefix("corpus/") {
+        Some(corpus) => root.join("corpus").join(corpus),
+        None => root.join("tests/fixtures/arith").join(name),
+    };
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The largest difference between the planes of two decodes of one image, or an error.
+fn plane_difference(a: &[u8], b: &[u8], scale: u32) -> Result<u8, String> {
+    let info = crate::probe::probe(a, &crate::Limits::default()).map_err(|e| e.to_string())?;
+    let size = (info.width, info.height);
+    let (_, pa) = decode_planes(a, size, scale).map_err(|e| format!("arithmetic: {e}"))?;
+    let (_, pb) = decode_planes(b, size, scale).map_err(|e| format!("huffman: {e}"))?;
+    if pa.len() != pb.len() {
+        return Err("different component counts".into());
+    }
+    let mut max = 0;
+    for (x, y) in pa.iter().zip(&pb) {
+        if (x.nx, x.ny, x.data.len()) != (y.nx, y.ny, y.data.len()) {
+            return Err("different plane layouts".into());
+        }
+        for (&p, &q) in x.data.iter().zip(&y.data) {
+            max = max.max(p.abs_diff(q));
+        }
+    }
+    Ok(max)
+}
+
+/// Arithmetic coding (T.81 annex D), sequential and progressive, with and without restart
+/// markers, gray, YCbCr 4:2:0 and 4:4:4 and CMYK: jpegtran recodes the entropy coding
+/// losslessly, so every scale must give the planes of the Huffman-coded twin. Progressive
+/// twins take the same path (exactly the same planes); a sequential arithmetic block is
+/// reduced whole where a Huffman one is summed as it is read, a float rounding apart (±1).
+#[test]
+fn arithmetic_coding_decodes_to_the_planes_of_its_huffman_twin() {
+    let pairs = [
+        (
+            "hopper_arith_seq.jpg",
+            "corpus/pil_hopper_orientation_6.jpg",
+            1,
+        ),
+        ("hopper_arith_seq_rst.jpg", "hopper_seq_rst.jpg", 1),
+        ("hopper_arith_prog.jpg", "hopper_prog.jpg", 0),
+        ("hopper_arith_prog_rst.jpg", "hopper_prog_rst.jpg", 0),
+        ("wizard_arith_prog.jpg", "corpus/imdoc_wizard.jpg", 0),
+        ("grey_arith_prog.jpg", "grey_prog.jpg", 0),
+        ("cmyk_arith_seq.jpg", "corpus/pil_pil_sample_cmyk.jpg", 1),
+    ];
+    let mut failures = Vec::new();
+    for (arith, huffman, tolerance) in pairs {
+        let (a, b) = (fixture(arith), fixture(huffman));
+        for scale in [1, 2, 4, 8] {
+            match plane_difference(&a, &b, scale) {
+                Ok(max) if max <= tolerance => {}
+                Ok(max) => failures.push(format!("{arith} 1/{scale}: differs by up to {max}")),
+                Err(e) => failures.push(format!("{arith} 1/{scale}: {e}")),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Cut anywhere, an arithmetic-coded file decodes or is declined without panicking; cut before
+/// its first AC scan, a progressive one still gives its whole 1/8 picture, only as coarse as
+/// the DC refinement it lost (jpegtran's script refines the DC's last bit at the end).
+#[test]
+fn truncated_arithmetic_files_decode_or_decline() {
+    for name in [
+        "hopper_arith_seq_rst.jpg",
+        "hopper_arith_prog.jpg",
+        "wizard_arith_prog.jpg",
+    ] {
+        let data = fixture(name);
+        let info = crate::probe::probe(&data, &crate::Limits::default()).unwrap();
+        let size = (info.width, info.height);
+        for cut in (2..data.len()).step_by(97) {
+            for scale in [1, 8] {
+                let _ = decode(&data[..cut], size, scale, ColorKind::YCbCr);
+            }
+        }
+    }
+    let data = fixture("hopper_arith_prog.jpg");
+    let full = decode(&data, (128, 128), 8, ColorKind::YCbCr).unwrap();
+    // The first AC scan's header: everything before it is the DC scans.
+    let first_ac = data
+        .windows(8)
+        // FF DA, length, one component, its selector and tables, then Ss > 0.
+        .position(|w| w[..2] == [0xFF, 0xDA] && w[4] == 1 && w[7] != 0)
+        .expect("an AC scan");
+    let cut = decode(&data[..first_ac], (128, 128), 8, ColorKind::YCbCr).unwrap();
+    assert_eq!((cut.width, cut.height), (full.width, full.height));
+    let max = cut
+        .data
+        .iter()
+        .zip(&full.data)
+        .map(|(a, b)| a.abs_diff(*b))
+        .max();
+    assert!(
+        max <= Some(8),
+        "the cut file's 1/8 picture differs by up to {max:?}"
+    );
+}
+
+/// A flipped bit anywhere in the entropy-coded data decodes (damage is rendered, never a panic
+/// or a loop): the arithmetic decoder stops an interval at a model violation.
+#[test]
+fn damaged_arithmetic_data_never_panics() {
+    let data = fixture("hopper_arith_prog_rst.jpg");
+    let mut copy = data.clone();
+    for at in (600..data.len() - 2).step_by(13) {
+        copy[at] ^= 0x5A;
+        for scale in [1, 4] {
+            let _ = decode(&copy, (128, 128), scale, ColorKind::YCbCr);
+        }
+        copy[at] = data[at];
+    }
+}
