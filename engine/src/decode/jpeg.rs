@@ -225,7 +225,16 @@ fn huffman_labelled_headers(data: &[u8], info: &ImageInfo) -> Option<Vec<u8>> {
             pos += 1;
             continue;
         }
+        if matches!(marker, 0x01 | 0xD0..=0xD7) {
+            // TEM and stray RSTn carry no length.
+            copy.extend_from_slice(&data[pos..pos + 2]);
+            pos += 2;
+            continue;
+        }
         let len = usize::from(u16::from_be_bytes([data[pos + 2], data[pos + 3]]));
+        if len < 2 {
+            break;
+        }
         let end = (pos + 2 + len).min(data.len());
         let start = copy.len();
         copy.extend_from_slice(&data[pos..end]);
@@ -390,5 +399,76 @@ fn map_error(err: DecodeErrors) -> Error {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(path: &str) -> Vec<u8> {
+        let path = format!("{}/../{path}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// Arithmetic-coded files through the whole decode stage, at full size (the reduced decoder
+    /// alone) and at 1/8, against zune-jpeg and the reduced decoder on their Huffman-coded twins
+    /// (the same coefficients and scan kind): gray, 4:2:0 YCbCr, and Adobe CMYK normalised to
+    /// ink alike, with the ICC profile and EXIF orientation read from the relabelled headers.
+    #[test]
+    fn arithmetic_files_decode_as_their_huffman_twins() {
+        let pairs = [
+            (
+                "tests/fixtures/arith/hopper_arith_prog.jpg",
+                "tests/fixtures/arith/hopper_prog.jpg",
+            ),
+            (
+                "tests/fixtures/arith/grey_arith_prog.jpg",
+                "tests/fixtures/arith/grey_prog.jpg",
+            ),
+            (
+                "tests/fixtures/arith/cmyk_arith_seq.jpg",
+                "corpus/pil_pil_sample_cmyk.jpg",
+            ),
+        ];
+        let limits = Limits::default();
+        for (arith, twin) in pairs {
+            let (a, b) = (read(arith), read(twin));
+            let info_a = crate::probe::probe(&a, &limits).unwrap();
+            let info_b = crate::probe::probe(&b, &limits).unwrap();
+            assert!(info_a.jpeg_coding.is_some_and(JpegCoding::is_arithmetic));
+            for shrink in [1, 8] {
+                let da = decode(&a, &info_a, shrink, &limits).unwrap();
+                let db = decode(&b, &info_b, shrink, &limits).unwrap();
+                assert_eq!(da.icc, db.icc, "{arith}");
+                assert_eq!(da.orientation, db.orientation, "{arith}");
+                let (pa, pb) = (da.bitmap, db.bitmap);
+                assert_eq!(
+                    (pa.width, pa.height, pa.model),
+                    (pb.width, pb.height, pb.model),
+                    "{arith} 1/{shrink}"
+                );
+                // Full size: our float IDCT against zune-jpeg's integer one.
+                let tolerance = if shrink == 1 { 6 } else { 0 };
+                let diff = pa.data.iter().zip(&pb.data).map(|(x, y)| x.abs_diff(*y));
+                let (max, sum) = diff.fold((0, 0u64), |(m, s), d| (m.max(d), s + u64::from(d)));
+                let mean = sum as f64 / pa.data.len() as f64;
+                assert!(
+                    max <= tolerance && mean < 0.6,
+                    "{arith} 1/{shrink}: max {max}, mean {mean:.3}"
+                );
+            }
+        }
+    }
+
+    /// What no decoder here reads is refused from the header, before any decode.
+    #[test]
+    fn lossless_jpeg_is_refused_from_the_header() {
+        let mut data = read("corpus/pil_hopper_orientation_6.jpg");
+        let sof = data.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        data[sof + 1] = 0xC3;
+        let info = crate::probe::probe(&data, &Limits::default()).unwrap();
+        assert_eq!(info.jpeg_coding, Some(JpegCoding::Other));
+        assert!(matches!(info.check_decodable(), Err(Error::Unsupported(_))));
     }
 }

@@ -112,6 +112,13 @@ where
     })
 }
 
+/// What this build reads, for the message that refuses anything else.
+const READABLE: &str = if cfg!(feature = "heif") {
+    "a JPEG, PNG, WebP, GIF, TIFF, BMP, HEIC or AVIF file"
+} else {
+    "a JPEG, PNG, WebP, GIF, TIFF or BMP file"
+};
+
 /// The sniffed format, or the reason to refuse. Before the end of the body a header that
 /// needs more bytes is not an error yet (`Ok(None)`).
 fn check_header(
@@ -133,9 +140,7 @@ fn check_header(
             ErrorKind::Unsupported if data.len() >= 3 && (data[..3] == [0xff, 0xd8, 0xff]) => {
                 ApiError::unsupported(format!("this JPEG cannot be read: {e}"))
             }
-            ErrorKind::Unsupported => ApiError::unsupported(
-                "not an image thumbd reads: upload a JPEG or PNG file".to_string(),
-            ),
+            ErrorKind::Unsupported => ApiError::unsupported(format!("{e}; upload {READABLE}")),
             ErrorKind::TooManyPixels => ApiError::image_too_large(e.to_string()),
             _ => ApiError::corrupt(format!("the image header is unreadable: {e}")),
         }),
