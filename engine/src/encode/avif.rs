@@ -3,9 +3,10 @@
 //! Chosen by measurement over ravif/rav1e: at 256 px, libheif + aom at speed 9 costs about as
 //! much CPU as libwebp, ravif 4–16× more. One binary, one libheif, shared with the decoder.
 //!
-//! Settings: 8-bit YCbCr 4:2:0 (libheif converts from RGB with its default nclx: BT.601
-//! matrix, sRGB primaries and transfer, full range), one encoder thread (the engine runs one
-//! image per core already), alpha as a second AV1 image at the same quality, no metadata.
+//! Settings: 8-bit YCbCr 4:2:0 (libheif converts from the sRGB pixels and writes its default
+//! colour description, which its own decoder and the engine's read back as sRGB), one encoder
+//! thread (the engine runs one image per core already), alpha as an auxiliary AV1 image at the
+//! same quality, no metadata.
 
 use std::os::raw::{c_int, c_void};
 use std::ptr;
