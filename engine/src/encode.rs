@@ -1,5 +1,5 @@
 //! Encoding: JPEG (jpeg-encoder), PNG (png), lossy WebP (libwebp through libwebp-sys, the
-//! same copy the decoder uses).
+//! same copy the decoder uses), lossy AVIF (feature `avif`: libheif with aom, [`avif`]).
 //! Metadata is stripped: the outputs carry no EXIF, no ICC (they are sRGB), no text.
 
 use crate::bitmap::{Bitmap, ColorModel};
@@ -8,11 +8,16 @@ use crate::Error;
 
 use libwebp_sys as webp;
 
+#[cfg(feature = "avif")]
+mod avif;
+
 pub(crate) fn encode(bitmap: &Bitmap, request: &Request) -> Result<Vec<u8>, Error> {
     match request.format {
         OutputFormat::Jpeg => jpeg(bitmap, request),
         OutputFormat::Png => png(bitmap),
         OutputFormat::Webp => webp(bitmap, request.quality),
+        #[cfg(feature = "avif")]
+        OutputFormat::Avif => avif::encode(bitmap, request.quality),
     }
 }
 

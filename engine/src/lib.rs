@@ -13,7 +13,7 @@
 //!    (fast_image_resize, premultiplied alpha);
 //! 4. `color` — ICC profile (RGB, gray, CMYK) to sRGB with moxcms, on the small image;
 //! 5. `orient` — EXIF orientation applied to the small image;
-//! 6. `encode` — JPEG, PNG or WebP, metadata stripped.
+//! 6. `encode` — JPEG, PNG, WebP or (feature `avif`) AVIF, metadata stripped.
 //!
 //! # Example
 //! ```
@@ -40,6 +40,8 @@ mod color;
 mod decode;
 mod encode;
 mod error;
+#[cfg(any(feature = "heif", feature = "avif"))]
+mod libheif;
 mod limits;
 mod orient;
 mod probe;

@@ -14,7 +14,10 @@ pub enum Fit {
 }
 
 /// Encoded output format.
+///
+/// Non-exhaustive: `OutputFormat::Avif` exists only in a build with the `avif` feature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum OutputFormat {
     /// Baseline (or progressive) JPEG, 4:2:0, alpha composited over the background.
     #[default]
@@ -23,6 +26,10 @@ pub enum OutputFormat {
     Png,
     /// Lossy WebP, keeps alpha.
     Webp,
+    /// Lossy AVIF (AV1 in HEIF, 8-bit 4:2:0), keeps alpha; through the system libheif and
+    /// its aom encoder. Only with the `avif` feature.
+    #[cfg(feature = "avif")]
+    Avif,
 }
 
 impl OutputFormat {
@@ -32,6 +39,8 @@ impl OutputFormat {
             OutputFormat::Jpeg => "jpg",
             OutputFormat::Png => "png",
             OutputFormat::Webp => "webp",
+            #[cfg(feature = "avif")]
+            OutputFormat::Avif => "avif",
         }
     }
 
@@ -41,6 +50,8 @@ impl OutputFormat {
             OutputFormat::Jpeg => "image/jpeg",
             OutputFormat::Png => "image/png",
             OutputFormat::Webp => "image/webp",
+            #[cfg(feature = "avif")]
+            OutputFormat::Avif => "image/avif",
         }
     }
 }
@@ -72,7 +83,8 @@ pub struct Request {
     pub fit: Fit,
     /// Default [`OutputFormat::Jpeg`].
     pub format: OutputFormat,
-    /// Encoder quality 1–100 for JPEG and WebP (ignored by PNG). Default 80.
+    /// Encoder quality 1–100 for JPEG, WebP and AVIF (ignored by PNG), on JPEG's scale: AVIF
+    /// maps it so that the same number gives about JPEG's visual quality. Default 80.
     pub quality: u8,
     /// Progressive JPEG. Default `false` (baseline decodes fastest in browsers for small images).
     pub progressive: bool,

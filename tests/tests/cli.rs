@@ -3,7 +3,9 @@
 //!
 //! The binary belongs to another package (`thumbd`, in `worker/`), so Cargo does not build it for
 //! this one: [`thumbd`] builds it once with the same cargo, profile and target dir as this test
-//! (a no-op when it is fresh). Set `THUMBD_BIN` to test a prebuilt binary instead.
+//! (a no-op when it is fresh), with the `avif` feature when this package has it (the `avif`
+//! tests then check AVIF output; without it, that `--format avif` is a usage error). Set
+//! `THUMBD_BIN` to test a prebuilt binary instead.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -30,6 +32,11 @@ fn thumbd() -> &'static Path {
         };
         let status = Command::new(env!("CARGO"))
             .args(["build", "--quiet", "-p", "thumbd", "--bin", "thumbd"])
+            .args(if cfg!(feature = "avif") {
+                &["--features", "avif"][..]
+            } else {
+                &[]
+            })
             .args(["--profile", profile, "--target-dir"])
             .arg(target_dir)
             .current_dir(repo_root())
@@ -89,6 +96,57 @@ fn json_lines(out: &Output) -> Vec<Value> {
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `--format avif` (a build with the `avif` feature): `<out>/<name>/<size>.avif`, AVIF files
+/// (an `ftyp` box of brand `avif` first) of the planned size, which the `--json` line reports.
+#[cfg(feature = "avif")]
+#[test]
+fn avif_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("photo.jpg");
+    copy("lomiri16_Wine_by_Jakkub_Mede.jpg", &input); // 2560x3837
+    let out_dir = tmp.path().join("out");
+    let out = run(
+        &[
+            "--format", "avif", "--size", "256", "--size", "64", "--json", "-o",
+        ],
+        &[&out_dir, &input],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        tree(&out_dir),
+        BTreeSet::from(["photo.jpg/256.avif".to_string(), "photo.jpg/64.avif".into()])
+    );
+    let data = std::fs::read(out_dir.join("photo.jpg/256.avif")).unwrap();
+    assert_eq!(&data[4..12], b"ftypavif", "{:?}", &data[..16]);
+    assert!(
+        data.len() > 1000 && data.len() < 40_000,
+        "{} bytes",
+        data.len()
+    );
+    let line: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = line.to_string();
+    assert!(text.contains("256.avif") && text.contains("171"), "{text}");
+}
+
+/// `--format avif` in a build without the `avif` feature: a usage error (exit status 2) that
+/// names the feature, and nothing written.
+#[cfg(not(feature = "avif"))]
+#[test]
+fn avif_output_needs_the_feature() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("a.jpg");
+    copy("go_video-001.jpeg", &input);
+    let out_dir = tmp.path().join("out");
+    let out = run(&["--format", "avif", "-o"], &[&out_dir, &input]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("built without the `avif` feature"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(tree(&out_dir).is_empty());
 }
 
 #[test]

@@ -98,11 +98,13 @@ pub struct ImageArgs {
     #[arg(long, value_enum, default_value_t = FitArg::Inside, env = "THUMBD_FIT")]
     pub fit: FitArg,
 
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = FormatArg::Jpeg, env = "THUMBD_FORMAT")]
+    /// Output format. `avif` needs a thumbd built with the `avif` feature (system libheif with
+    /// its aom encoder); without it, `avif` is refused as a usage error (exit status 2).
+    #[arg(long, value_name = "FORMAT", default_value = "jpeg", env = "THUMBD_FORMAT",
+          value_parser = format_parser())]
     pub format: FormatArg,
 
-    /// JPEG/WebP quality, 1-100.
+    /// JPEG/WebP/AVIF quality, 1-100 (AVIF maps it to about JPEG's quality at the same number).
     #[arg(long, short = 'q', default_value_t = 80, env = "THUMBD_QUALITY",
           value_parser = clap::value_parser!(u8).range(1..=100))]
     pub quality: u8,
@@ -145,6 +147,8 @@ impl ImageArgs {
                 FormatArg::Jpeg => OutputFormat::Jpeg,
                 FormatArg::Png => OutputFormat::Png,
                 FormatArg::Webp => OutputFormat::Webp,
+                #[cfg(feature = "avif")]
+                FormatArg::Avif => OutputFormat::Avif,
             },
             quality: self.quality,
             progressive: self.progressive,
@@ -175,11 +179,43 @@ pub enum FitArg {
     Cover,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FormatArg {
     Jpeg,
     Png,
     Webp,
+    /// Only in a build with the `avif` feature.
+    #[cfg(feature = "avif")]
+    Avif,
+}
+
+/// What a build without the `avif` feature says to `--format avif` (or `THUMBD_FORMAT=avif`).
+pub const AVIF_NOT_BUILT: &str = "this thumbd was built without the `avif` feature (AVIF output \
+     needs the system libheif with its aom encoder: build with `--features avif`)";
+
+/// `--format`: every format is listed, `avif` too; a build without the `avif` feature refuses
+/// it with [`AVIF_NOT_BUILT`], a usage error like any bad value.
+fn format_parser() -> impl clap::builder::TypedValueParser<Value = FormatArg> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    let avif = PossibleValue::new("avif");
+    #[cfg(not(feature = "avif"))]
+    let avif = avif.help("not in this build (needs the `avif` feature)");
+    PossibleValuesParser::new([
+        PossibleValue::new("jpeg"),
+        PossibleValue::new("png"),
+        PossibleValue::new("webp"),
+        avif,
+    ])
+    .try_map(|name: String| match name.as_str() {
+        "jpeg" => Ok(FormatArg::Jpeg),
+        "png" => Ok(FormatArg::Png),
+        "webp" => Ok(FormatArg::Webp),
+        #[cfg(feature = "avif")]
+        "avif" => Ok(FormatArg::Avif),
+        #[cfg(not(feature = "avif"))]
+        "avif" => Err(AVIF_NOT_BUILT.to_string()),
+        other => Err(format!("unknown format `{other}`")),
+    })
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -210,6 +246,31 @@ mod tests {
     fn cli_is_well_formed() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    fn format_of(args: &[&str]) -> Result<FormatArg, clap::Error> {
+        let argv = ["thumbd", "thumbnail", "-o", "out", "in.jpg"];
+        let cli = Cli::try_parse_from(argv.iter().chain(args))?;
+        match cli.command {
+            Command::Thumbnail(t) => Ok(t.image.format),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn formats_parse_and_avif_needs_its_feature() {
+        assert_eq!(format_of(&[]).unwrap(), FormatArg::Jpeg);
+        assert_eq!(format_of(&["--format", "webp"]).unwrap(), FormatArg::Webp);
+        assert!(format_of(&["--format", "gif"]).is_err());
+        let avif = format_of(&["--format", "avif"]);
+        #[cfg(feature = "avif")]
+        assert_eq!(avif.unwrap(), FormatArg::Avif);
+        #[cfg(not(feature = "avif"))]
+        {
+            let err = avif.unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            assert!(err.to_string().contains(AVIF_NOT_BUILT), "{err}");
+        }
     }
 
     #[test]

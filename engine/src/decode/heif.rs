@@ -92,7 +92,6 @@ fn bytes_for(w: u64, h: u64, high_bit_depth: bool) -> u64 {
 
 #[cfg(feature = "heif")]
 mod with_libheif {
-    use std::ffi::CStr;
     use std::marker::PhantomData;
     use std::os::raw::c_int;
     use std::ptr;
@@ -102,6 +101,7 @@ mod with_libheif {
     use super::bytes_for;
     use crate::bitmap::{Bitmap, ColorModel};
     use crate::decode::{DecodeBytes, Decoded};
+    use crate::libheif::{self, Handle, Image};
     use crate::orient::Orientation;
     use crate::probe::{ImageInfo, InputFormat};
     use crate::{Error, Limits};
@@ -117,34 +117,9 @@ mod with_libheif {
 
     /// A libheif context over `data`, which it reads in place (hence the lifetime).
     struct Context<'a> {
-        ptr: *mut lh::heif_context,
+        raw: libheif::Context,
         format: InputFormat,
         _data: PhantomData<&'a [u8]>,
-    }
-
-    impl Drop for Context<'_> {
-        fn drop(&mut self) {
-            // SAFETY: allocated by heif_context_alloc, freed once; handles keep their own refs.
-            unsafe { lh::heif_context_free(self.ptr) }
-        }
-    }
-
-    struct Handle(*mut lh::heif_image_handle);
-
-    impl Drop for Handle {
-        fn drop(&mut self) {
-            // SAFETY: a handle libheif gave us, released once.
-            unsafe { lh::heif_image_handle_release(self.0) }
-        }
-    }
-
-    struct Image(*mut lh::heif_image);
-
-    impl Drop for Image {
-        fn drop(&mut self) {
-            // SAFETY: an image libheif gave us, released once.
-            unsafe { lh::heif_image_release(self.0) }
-        }
     }
 
     /// Where an error came from: a size limit hit while reading the boxes is a real (too
@@ -156,19 +131,11 @@ mod with_libheif {
     }
 
     fn check(format: InputFormat, err: lh::heif_error, stage: Stage) -> Result<(), Error> {
-        if err.code == lh::heif_error_code_heif_error_Ok {
+        if libheif::is_ok(&err) {
             return Ok(());
         }
-        let message = if err.message.is_null() {
-            String::new()
-        } else {
-            // SAFETY: libheif's messages are NUL-terminated strings that outlive the call.
-            unsafe { CStr::from_ptr(err.message) }
-                .to_string_lossy()
-                .into_owned()
-        };
         let name = format.name();
-        let detail = format!("libheif: {message} ({}/{})", err.code, err.subcode);
+        let detail = libheif::describe(&err);
         Err(match (err.code, err.subcode) {
             (_, lh::heif_suberror_code_heif_suberror_End_of_data) => Error::Truncated {
                 format: name,
@@ -193,26 +160,21 @@ mod with_libheif {
 
     impl<'a> Context<'a> {
         fn open(format: InputFormat, data: &'a [u8]) -> Result<Self, Error> {
-            // SAFETY: plain allocation; null checked.
-            let ptr = unsafe { lh::heif_context_alloc() };
-            if ptr.is_null() {
-                return Err(Error::Internal("heif_context_alloc failed".into()));
-            }
             let ctx = Context {
-                ptr,
+                raw: libheif::Context::alloc()?,
                 format,
                 _data: PhantomData,
             };
-            // SAFETY: ctx.ptr is valid; `data` outlives the context ('a), as the without-copy
+            // SAFETY: the context is valid; `data` outlives the context ('a), as the without-copy
             // read requires.
             unsafe {
                 // 0: a grid's tiles are decoded on the calling thread, not a pool of libheif's
                 // own; the engine runs one image per core already. (The codecs are out of
                 // reach in 1.15: libde265 starts one worker thread, dav1d as many as cores.)
-                lh::heif_context_set_max_decoding_threads(ctx.ptr, 0);
-                lh::heif_context_set_maximum_image_size_limit(ctx.ptr, MAX_SIDE);
+                lh::heif_context_set_max_decoding_threads(ctx.raw.0, 0);
+                lh::heif_context_set_maximum_image_size_limit(ctx.raw.0, MAX_SIDE);
                 let err = lh::heif_context_read_from_memory_without_copy(
-                    ctx.ptr,
+                    ctx.raw.0,
                     data.as_ptr().cast(),
                     data.len(),
                     ptr::null(),
@@ -225,7 +187,7 @@ mod with_libheif {
         fn primary(&self) -> Result<Handle, Error> {
             let mut handle = ptr::null_mut();
             // SAFETY: valid context; the out pointer is written on success.
-            let err = unsafe { lh::heif_context_get_primary_image_handle(self.ptr, &mut handle) };
+            let err = unsafe { lh::heif_context_get_primary_image_handle(self.raw.0, &mut handle) };
             check(self.format, err, Stage::Read)?;
             if handle.is_null() {
                 return Err(self.corrupt("no primary image"));
@@ -467,7 +429,7 @@ mod with_libheif {
         let image = unsafe {
             // A grid canvas larger than the declared size is refused before it is allocated
             // (libheif refuses a canvas side >= the limit).
-            lh::heif_context_set_maximum_image_size_limit(ctx.ptr, max_side + 1);
+            lh::heif_context_set_maximum_image_size_limit(ctx.raw.0, max_side + 1);
             let options = lh::heif_decoding_options_alloc();
             if options.is_null() {
                 return Err(Error::Internal("heif_decoding_options_alloc failed".into()));
