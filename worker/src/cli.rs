@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use thumbd_engine::{Filter, Fit, Limits, OutputFormat, Request};
 
-/// thumbd: fast, memory-bounded thumbnails of JPEG and PNG images.
+/// thumbd: fast, memory-bounded thumbnails of JPEG, PNG, WebP, GIF, TIFF, BMP, HEIC and AVIF images.
 #[derive(Debug, Parser)]
 #[command(name = "thumbd", version, about, long_about = None)]
 pub struct Cli {
