@@ -247,9 +247,9 @@ mod tests {
     use crate::probe::{probe, InputFormat};
     use crate::Limits;
 
-    /// A gradient with a soft alpha ramp, in each layout the WebP encoder takes.
-    fn sample(model: ColorModel) -> Bitmap {
-        let (w, h) = (67u32, 41u32);
+    /// A `w`×`h` gradient with a soft alpha ramp, in each layout the encoders take (the AVIF
+    /// encoder's tests use it too).
+    pub(super) fn sample(model: ColorModel, (w, h): (u32, u32)) -> Bitmap {
         let mut data = Vec::new();
         for y in 0..h {
             for x in 0..w {
@@ -274,7 +274,7 @@ mod tests {
             ColorModel::Rgb,
             ColorModel::Rgba,
         ] {
-            let bitmap = sample(model);
+            let bitmap = sample(model, (67, 41));
             let out = webp(&bitmap, 80).unwrap();
             let info = probe(&out, &Limits::default()).unwrap();
             assert_eq!(info.format, InputFormat::Webp);
@@ -299,7 +299,7 @@ mod tests {
 
     #[test]
     fn webp_quality_changes_the_size() {
-        let bitmap = sample(ColorModel::Rgb);
+        let bitmap = sample(ColorModel::Rgb, (67, 41));
         let low = webp(&bitmap, 10).unwrap();
         let high = webp(&bitmap, 95).unwrap();
         assert!(low.len() < high.len(), "{} vs {}", low.len(), high.len());

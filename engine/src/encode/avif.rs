@@ -278,24 +278,7 @@ fn check(err: lh::heif_error) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A gradient with a soft alpha ramp, in each layout the encoder takes.
-    fn sample(model: ColorModel, (w, h): (u32, u32)) -> Bitmap {
-        let mut data = Vec::new();
-        for y in 0..h {
-            for x in 0..w {
-                let (r, g, b, a) = ((x * 3) as u8, (y * 5) as u8, 128u8, (x * 255 / w) as u8);
-                match model {
-                    ColorModel::Gray => data.push(r),
-                    ColorModel::GrayAlpha => data.extend([r, a]),
-                    ColorModel::Rgb => data.extend([r, g, b]),
-                    ColorModel::Rgba => data.extend([r, g, b, a]),
-                    ColorModel::Cmyk => unreachable!(),
-                }
-            }
-        }
-        Bitmap::new(w, h, model, data)
-    }
+    use crate::encode::tests::sample;
 
     #[test]
     fn quality_mapping_is_monotonic_and_keeps_the_measured_points() {
