@@ -205,51 +205,14 @@ fn reduced_reads(info: &ImageInfo) -> bool {
     info.jpeg_coding.is_some_and(|c| c != JpegCoding::Other)
 }
 
-/// For an arithmetic-coded file, a copy of its headers up to the first scan's with the frame
-/// header relabelled as its Huffman counterpart (SOF9 → SOF1, SOF10 → SOF2) and DAC segments
-/// turned into comments, so that zune-jpeg, which refuses arithmetic coding, reads its colour
-/// space, ICC profile and EXIF. `None` for any other file.
+/// For an arithmetic-coded file, [`jpeg_scaled::huffman_labelled_headers`]: a copy of its
+/// headers that zune-jpeg, which refuses arithmetic coding, reads for the colour space, ICC
+/// profile and EXIF. `None` for any other file.
 fn huffman_labelled_headers(data: &[u8], info: &ImageInfo) -> Option<Vec<u8>> {
     if !info.jpeg_coding.is_some_and(JpegCoding::is_arithmetic) {
         return None;
     }
-    let mut copy = data.get(..2)?.to_vec();
-    let mut pos = 2;
-    while pos + 4 <= data.len() {
-        if data[pos] != 0xFF {
-            pos += 1;
-            continue;
-        }
-        let marker = data[pos + 1];
-        if marker == 0xFF {
-            pos += 1;
-            continue;
-        }
-        if matches!(marker, 0x01 | 0xD0..=0xD7) {
-            // TEM and stray RSTn carry no length.
-            copy.extend_from_slice(&data[pos..pos + 2]);
-            pos += 2;
-            continue;
-        }
-        let len = usize::from(u16::from_be_bytes([data[pos + 2], data[pos + 3]]));
-        if len < 2 {
-            break;
-        }
-        let end = (pos + 2 + len).min(data.len());
-        let start = copy.len();
-        copy.extend_from_slice(&data[pos..end]);
-        copy[start + 1] = match marker {
-            0xC9 => 0xC1,
-            0xCA => 0xC2,
-            0xCC => 0xFE,
-            other => other,
-        };
-        if marker == 0xDA {
-            break;
-        }
-        pos = end;
-    }
-    Some(copy)
+    Some(jpeg_scaled::huffman_labelled_headers(data))
 }
 
 /// Whether a shrink-on-load decode of `data` would run in the reduced decoder rather than fall

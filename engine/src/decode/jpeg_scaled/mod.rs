@@ -274,6 +274,33 @@ pub(crate) fn check_headers(data: &[u8], expect: (u32, u32)) -> Result<(), Scale
     Ok(())
 }
 
+/// A copy of the segments up to and including the first scan header, with an arithmetic frame
+/// header relabelled as its Huffman counterpart (SOF9 → SOF1, SOF10 → SOF2) and DAC segments
+/// turned into comments, for a header reader that refuses arithmetic coding.
+pub(crate) fn huffman_labelled_headers(data: &[u8]) -> Vec<u8> {
+    let mut copy = vec![0xFF, 0xD8];
+    let mut pos = 2;
+    while let Some((seg, next)) = markers::next_segment(data, pos) {
+        pos = next;
+        let marker = match seg.marker {
+            0xC9 => 0xC1,
+            0xCA => 0xC2,
+            0xCC => 0xFE,
+            other => other,
+        };
+        copy.extend_from_slice(&[0xFF, marker]);
+        // Standalone markers (TEM, RSTn) carry no length.
+        if !matches!(seg.marker, 0x01 | 0xD0..=0xD9) {
+            copy.extend_from_slice(&(seg.payload.len() as u16 + 2).to_be_bytes());
+            copy.extend_from_slice(seg.payload);
+        }
+        if seg.marker == 0xDA {
+            break;
+        }
+    }
+    copy
+}
+
 /// Whether the first scan holds every component of the frame, read from the headers before it.
 /// A sequential file whose components come in separate scans (or a file cut before its first
 /// scan) makes a full-size decoder keep every component whole until the last scan.
