@@ -405,8 +405,9 @@ pub(super) fn decode(
     if (c.width, c.height) != (info.width, info.height) {
         return Err(corrupt("header changed between reads"));
     }
-    let shrink = shrink.max(1);
-    limits.afford_decode(|| planned_bytes(&c, shrink, frame_bytes(&c.frame)))?;
+    let decoder = frame_bytes(&c.frame);
+    let shrink = plan_shrink(&c, shrink, decoder);
+    limits.afford_decode(|| planned_bytes(&c, shrink, decoder))?;
     let model = if c.channels() == 4 {
         ColorModel::Rgba
     } else {
@@ -555,6 +556,17 @@ fn frame_bytes(frame: &Frame<'_>) -> u64 {
     }
 }
 
+/// The shrink the decode uses: `shrink`, unless libwebp's rescaler would cost more than the
+/// smaller output saves (tiny images), when the frame is decoded at full size instead.
+fn plan_shrink(c: &Container<'_>, shrink: u32, decoder: u64) -> u32 {
+    let shrink = shrink.max(1);
+    if planned_bytes(c, shrink, decoder) > planned_bytes(c, 1, decoder) {
+        1
+    } else {
+        shrink
+    }
+}
+
 /// The peak of a decode at `shrink` whose frame decoder needs `decoder` bytes
 /// ([`frame_bytes`]).
 fn planned_bytes(c: &Container<'_>, shrink: u32, decoder: u64) -> u64 {
@@ -578,7 +590,7 @@ pub(super) fn decode_bytes(data: &[u8], info: &ImageInfo, shrink: u32) -> Decode
         Ok(c) if (c.width, c.height) == (info.width, info.height) => {
             let decoder = frame_bytes(&c.frame);
             DecodeBytes {
-                planned: planned_bytes(&c, shrink, decoder),
+                planned: planned_bytes(&c, plan_shrink(&c, shrink, decoder), decoder),
                 full: planned_bytes(&c, 1, decoder),
             }
         }
@@ -956,6 +968,28 @@ mod tests {
                 let bytes = decode_bytes(&data, &info, shrink);
                 assert!(bytes.planned <= bytes.full && bytes.full <= full_bytes(&info));
             }
+        }
+    }
+
+    /// Found by the `webp` fuzz target: on a strip 3 px high, libwebp's rescaler costs more
+    /// than the reduced output saves, so the plan must decode at full size, never promise more
+    /// than the full-size decode.
+    #[test]
+    fn thin_images_decode_at_full_size_when_scaling_costs_more() {
+        let data: Vec<u8> = (0..128 * 3 * 3).map(|i| (i * 7) as u8).collect();
+        let strip = crate::bitmap::Bitmap::new(128, 3, ColorModel::Rgb, data);
+        let request = crate::Request {
+            format: crate::OutputFormat::Webp,
+            ..Default::default()
+        };
+        let file = crate::encode::encode(&strip, &request).unwrap();
+        let info = header(&file).unwrap();
+        for shrink in [2, 3, 8] {
+            let bytes = decode_bytes(&file, &info, shrink);
+            assert!(bytes.planned <= bytes.full, "/{shrink}: {bytes:?}");
+            let decoded = run(&file, shrink).unwrap().bitmap;
+            assert!(decoded.width >= 128u32.div_ceil(shrink) && decoded.height >= 1);
+            assert!(decoded.data.len() as u64 <= bytes.planned);
         }
     }
 
