@@ -88,6 +88,11 @@ impl BoxShrinker {
 
     pub(crate) fn push_row(&mut self, row: &[u8]) {
         let row = &row[..self.src_width * self.model.channels()];
+        if self.factor == 1 {
+            // Nothing to average: the row is the output (four divisions a pixel saved).
+            self.out.extend_from_slice(row);
+            return;
+        }
         match (self.model.channels(), self.model.has_alpha()) {
             (1, _) => accumulate::<1, false>(row, self.factor, &mut self.sums),
             (2, _) => accumulate::<2, true>(row, self.factor, &mut self.sums),
@@ -160,6 +165,19 @@ fn accumulate<const CH: usize, const ALPHA: bool>(row: &[u8], factor: usize, sum
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn box_shrink_by_one_passes_rows_through() {
+        let mut s = BoxShrinker::new(2, 2, 1, ColorModel::Rgba);
+        s.push_row(&[1, 2, 3, 0, 4, 5, 6, 255, 99]);
+        s.push_row(&[7, 8, 9, 10, 11, 12, 13, 14]);
+        let b = s.finish();
+        assert_eq!((b.width, b.height), (2, 2));
+        assert_eq!(
+            b.data,
+            [1, 2, 3, 0, 4, 5, 6, 255, 7, 8, 9, 10, 11, 12, 13, 14]
+        );
+    }
 
     #[test]
     fn box_shrink_averages_blocks_and_edges() {

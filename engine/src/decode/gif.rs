@@ -331,14 +331,23 @@ pub(super) fn decode(
         }
     }
 
-    let mut sink = if shrink > 1 {
-        Sink::Shrink(BoxShrinker::new(sw as u32, sh as u32, shrink, model))
+    // At full size the rows are composited in place; reduced, each goes through one screen
+    // row into the shrinker.
+    let row_len = sw * ch;
+    let mut full = if shrink > 1 {
+        Vec::new()
     } else {
-        Sink::Full(Vec::with_capacity(sw * sh * ch))
+        vec![0u8; row_len * sh]
     };
-    let mut screen_row = vec![0u8; sw * ch];
+    let mut shrinker = (shrink > 1).then(|| BoxShrinker::new(sw as u32, sh as u32, shrink, model));
+    let mut screen_row = vec![0u8; if shrink > 1 { row_len } else { 0 }];
     for y in 0..sh {
-        screen_row.fill(0);
+        let row = if shrinker.is_some() {
+            screen_row.fill(0);
+            &mut screen_row[..]
+        } else {
+            &mut full[y * row_len..(y + 1) * row_len]
+        };
         // A frame right of the screen has rows on it but no columns: nothing to place.
         if cols > 0 && y >= top && y - top < rows {
             let fy = y - top;
@@ -348,30 +357,25 @@ pub(super) fn decode(
                 read_row(&mut decoder, &mut line)?;
                 &line[..cols]
             };
-            let out = &mut screen_row[left * ch..(left + cols) * ch];
-            for (px, &i) in out.chunks_exact_mut(ch).zip(indices) {
-                px.copy_from_slice(&palette[usize::from(i)][..ch]);
+            let out = &mut row[left * ch..(left + cols) * ch];
+            match model {
+                ColorModel::Rgba => expand::<4>(out, indices, &palette),
+                _ => expand::<3>(out, indices, &palette),
             }
         }
-        match &mut sink {
-            Sink::Shrink(s) => s.push_row(&screen_row),
-            Sink::Full(v) => v.extend_from_slice(&screen_row),
+        if let Some(s) = &mut shrinker {
+            s.push_row(&screen_row);
         }
     }
-    let bitmap = match sink {
-        Sink::Shrink(s) => s.finish(),
-        Sink::Full(v) => Bitmap::new(sw as u32, sh as u32, model, v),
+    let bitmap = match shrinker {
+        Some(s) => s.finish(),
+        None => Bitmap::new(sw as u32, sh as u32, model, full),
     };
     Ok(Decoded {
         bitmap,
         icc: None,
         orientation: Orientation::default(),
     })
-}
-
-enum Sink {
-    Shrink(BoxShrinker),
-    Full(Vec<u8>),
 }
 
 /// The palette as 256 RGBA entries; indices past its end are opaque black, the transparent
@@ -385,6 +389,14 @@ fn expand_palette(palette: &[u8], transparent: Option<u8>) -> [[u8; 4]; 256] {
         out[usize::from(t)] = [0, 0, 0, 0];
     }
     out
+}
+
+/// Writes the palette entries of `indices` into `out` as `CH`-byte pixels; the constant size
+/// makes each a fixed-length copy rather than a call to memcpy.
+fn expand<const CH: usize>(out: &mut [u8], indices: &[u8], palette: &[[u8; 4]; 256]) {
+    for (px, &i) in out.chunks_exact_mut(CH).zip(indices) {
+        px.copy_from_slice(&palette[usize::from(i)][..CH]);
+    }
 }
 
 /// Reads the next stored row of the frame's indices.
