@@ -1,4 +1,5 @@
-//! `thumbd thumbnail`: a batch run over files and folders on a rayon pool, one image per task.
+//! `thumbd thumbnail`: a batch run over files and folders. A reader thread reads ahead, the engine
+//! threads (a rayon pool of `--threads`) make thumbnails, the main thread writes and reports.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{IsTerminal, Write};
@@ -199,35 +200,97 @@ fn has_image_extension(path: &Path) -> bool {
         .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
-/// Reads one input, makes its thumbnails and writes them. Never panics on bad input.
-pub fn process(job: &Job, out_dir: &Path, request: &Request, limits: &Limits) -> Report {
+/// One input read from disk, on its way to the engine.
+struct Read {
+    job: Job,
+    data: Vec<u8>,
+    ms: f64,
+}
+
+/// One input's thumbnails, on their way to the disk.
+struct Made {
+    job: Job,
+    thumbs: Vec<thumbd_engine::Thumbnail>,
+    input_megapixels: f64,
+    ms: f64,
+}
+
+fn elapsed_ms(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64() * 1000.0
+}
+
+/// Stage 1 (the reader thread): one input's bytes, or its failed report.
+fn read_input(job: Job, limits: &Limits) -> Result<Read, Report> {
     let start = Instant::now();
-    let ms = || start.elapsed().as_secs_f64() * 1000.0;
-    let data = match read_capped(&job.input, limits.max_input_bytes) {
-        Ok(data) => data,
+    match read_capped(&job.input, limits.max_input_bytes) {
+        Ok(data) => Ok(Read {
+            job,
+            data,
+            ms: elapsed_ms(start),
+        }),
         Err(ReadError::TooLarge(size)) => {
             let err = thumbd_engine::Error::InputTooLarge {
                 size,
                 limit: limits.max_input_bytes,
             };
-            return Report::failed(&job.input, err.kind().as_str(), err.to_string(), ms());
+            let message = err.to_string();
+            Err(Report::failed(
+                &job.input,
+                err.kind().as_str(),
+                message,
+                elapsed_ms(start),
+            ))
         }
-        Err(ReadError::Io(e)) => return Report::failed(&job.input, "io", e.to_string(), ms()),
-    };
-    let thumbs = match thumbd_engine::thumbnail(&data, request, limits) {
+        Err(ReadError::Io(e)) => Err(Report::failed(
+            &job.input,
+            "io",
+            e.to_string(),
+            elapsed_ms(start),
+        )),
+    }
+}
+
+/// Stage 2 (an engine thread): the thumbnails of one input. Never panics on bad input.
+fn make(read: Read, request: &Request, limits: &Limits) -> Result<Made, Report> {
+    let start = Instant::now();
+    let ms = |read_ms: f64| read_ms + elapsed_ms(start);
+    let thumbs = match thumbd_engine::thumbnail(&read.data, request, limits) {
         Ok(thumbs) => thumbs,
-        Err(e) => return Report::failed(&job.input, e.kind().as_str(), e.to_string(), ms()),
+        Err(e) => {
+            return Err(Report::failed(
+                &read.job.input,
+                e.kind().as_str(),
+                e.to_string(),
+                ms(read.ms),
+            ))
+        }
     };
-    let megapixels = thumbd_engine::probe(&data, limits)
+    let input_megapixels = thumbd_engine::probe(&read.data, limits)
         .map(|i| i.pixels() as f64 / 1e6)
         .unwrap_or(0.0);
-    drop(data);
-    let mut outputs = Vec::with_capacity(thumbs.len());
-    for thumb in &thumbs {
-        let path = naming::thumbnail_path(out_dir, &job.name, thumb.size, thumb.format.extension());
+    Ok(Made {
+        ms: ms(read.ms),
+        job: read.job,
+        thumbs,
+        input_megapixels,
+    })
+}
+
+/// Stage 3 (the main thread): writes one input's thumbnails under `out_dir`.
+fn write_outputs(made: Made, out_dir: &Path) -> Report {
+    let start = Instant::now();
+    let ms = || made.ms + elapsed_ms(start);
+    let mut outputs = Vec::with_capacity(made.thumbs.len());
+    for thumb in &made.thumbs {
+        let path = naming::thumbnail_path(
+            out_dir,
+            &made.job.name,
+            thumb.size,
+            thumb.format.extension(),
+        );
         if let Err(e) = write_output(&path, &thumb.data) {
             let message = format!("writing {}: {e:#}", path.display());
-            return Report::failed(&job.input, "io", message, ms());
+            return Report::failed(&made.job.input, "io", message, ms());
         }
         outputs.push(OutputReport {
             path: path.display().to_string(),
@@ -237,12 +300,12 @@ pub fn process(job: &Job, out_dir: &Path, request: &Request, limits: &Limits) ->
         });
     }
     Report {
-        input: job.input.display().to_string(),
+        input: made.job.input.display().to_string(),
         ok: true,
         outputs,
         error: None,
         ms: ms(),
-        input_megapixels: megapixels,
+        input_megapixels: made.input_megapixels,
     }
 }
 
@@ -303,20 +366,46 @@ pub fn run(args: ThumbnailArgs) -> anyhow::Result<ExitCode> {
         indicatif::ProgressBar::hidden()
     };
 
+    // Three stages, so the engine threads never wait on the disk: a reader thread reads inputs
+    // ahead, the engine threads make thumbnails, this thread writes them and reports. The
+    // queues hold two inputs per engine thread, which bounds the memory the read-ahead takes.
     let start = Instant::now();
-    let (tx, rx) = crossbeam_channel::unbounded();
-    for report in early_failures {
-        tx.send(report).expect("receiver alive");
-    }
-    let out_dir = args.out.clone();
-    for job in jobs {
-        let (tx, out_dir, request) = (tx.clone(), out_dir.clone(), request.clone());
+    let (read_tx, read_rx) = crossbeam_channel::bounded::<Read>(2 * threads);
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<Result<Made, Report>>(2 * threads);
+    let reader = {
+        let done_tx = done_tx.clone();
+        std::thread::Builder::new()
+            .name("thumbd-read".into())
+            .spawn(move || {
+                for job in jobs {
+                    let sent = match read_input(job, &limits) {
+                        Ok(read) => read_tx.send(read).is_ok(),
+                        Err(report) => done_tx.send(Err(report)).is_ok(),
+                    };
+                    if !sent {
+                        break;
+                    }
+                }
+            })
+            .context("starting the reader thread")?
+    };
+    for _ in 0..threads {
+        let (read_rx, done_tx, request) = (read_rx.clone(), done_tx.clone(), request.clone());
         pool.spawn(move || {
-            let report = process(&job, &out_dir, &request, &limits);
-            let _ = tx.send(report);
+            for read in read_rx {
+                if done_tx.send(make(read, &request, &limits)).is_err() {
+                    break;
+                }
+            }
         });
     }
-    drop(tx);
+    drop((read_rx, done_tx));
+    let out_dir = args.out.clone();
+    let rx = early_failures.into_iter().chain(
+        done_rx
+            .into_iter()
+            .map(|done| done.map_or_else(|report| report, |made| write_outputs(made, &out_dir))),
+    );
 
     let mut stdout = std::io::stdout().lock();
     let (mut ok, mut failed, mut megapixels) = (0usize, 0usize, 0.0f64);
@@ -343,6 +432,9 @@ pub fn run(args: ThumbnailArgs) -> anyhow::Result<ExitCode> {
         progress.inc(1);
     }
     progress.finish_and_clear();
+    reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the reader thread panicked"))?;
     let secs = start.elapsed().as_secs_f64().max(1e-9);
     let peak_rss = peak_rss_bytes().map_or_else(
         || "unknown".to_string(),
