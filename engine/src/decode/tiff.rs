@@ -444,19 +444,26 @@ fn convert_row(samples: Samples, src: &[u8], width: usize, out: &mut [u8]) {
             // JPEG-in-TIFF arrives as coded, full range (the JFIF equations); uncompressed
             // YCbCr (subsampling 1,1) uses the same default ReferenceBlackWhite.
             for (o, s) in out.chunks_exact_mut(3).zip(src.chunks_exact(3)) {
-                let (y, cb, cr) = (
-                    f32::from(s[0]),
-                    f32::from(s[1]) - 128.0,
-                    f32::from(s[2]) - 128.0,
-                );
-                o[0] = (y + 1.402 * cr).round().clamp(0.0, 255.0) as u8;
-                o[1] = (y - 0.344_136 * cb - 0.714_136 * cr)
-                    .round()
-                    .clamp(0.0, 255.0) as u8;
-                o[2] = (y + 1.772 * cb).round().clamp(0.0, 255.0) as u8;
+                o.copy_from_slice(&ycbcr_to_rgb(s[0], s[1], s[2]));
             }
         }
     }
+}
+
+/// The JFIF equations in 16-bit fixed point with rounding, as libjpeg's `jdcolor.c` does
+/// (within 1 of the exact result; a float `round()` per channel cost 40 % of a TIFF decode).
+fn ycbcr_to_rgb(y: u8, cb: u8, cr: u8) -> [u8; 3] {
+    const HALF: i32 = 1 << 15;
+    // 1.402, 0.344136, 0.714136 and 1.772, times 2^16, rounded.
+    const R_CR: i32 = 91_881;
+    const G_CB: i32 = 22_554;
+    const G_CR: i32 = 46_802;
+    const B_CB: i32 = 116_130;
+    let (y, cb, cr) = (i32::from(y), i32::from(cb) - 128, i32::from(cr) - 128);
+    let r = y + ((R_CR * cr + HALF) >> 16);
+    let g = y + ((-G_CB * cb - G_CR * cr + HALF) >> 16);
+    let b = y + ((B_CB * cb + HALF) >> 16);
+    [r, g, b].map(|v| v.clamp(0, 255) as u8)
 }
 
 pub(super) fn decode_bytes(data: &[u8], info: &ImageInfo, shrink: u32) -> DecodeBytes {
@@ -530,6 +537,31 @@ mod tests {
 
     fn probe(data: &[u8]) -> Result<ImageInfo, Error> {
         crate::probe::probe(data, &Limits::default())
+    }
+
+    #[test]
+    fn fixed_point_ycbcr_is_within_one_of_the_exact_equations() {
+        for y in (0..=255u8).step_by(3) {
+            for cb in (0..=255u8).step_by(5) {
+                for cr in (0..=255u8).step_by(5) {
+                    let (yf, cbf, crf) =
+                        (f64::from(y), f64::from(cb) - 128.0, f64::from(cr) - 128.0);
+                    let exact = [
+                        yf + 1.402 * crf,
+                        yf - 0.344_136 * cbf - 0.714_136 * crf,
+                        yf + 1.772 * cbf,
+                    ]
+                    .map(|v| v.round().clamp(0.0, 255.0) as i32);
+                    let got = ycbcr_to_rgb(y, cb, cr).map(i32::from);
+                    for c in 0..3 {
+                        assert!(
+                            (got[c] - exact[c]).abs() <= 1,
+                            "{y} {cb} {cr}: {got:?} {exact:?}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
