@@ -29,11 +29,14 @@ pub(crate) fn flatten(bitmap: Bitmap, background: [u8; 3]) -> Bitmap {
     };
     match bitmap.model {
         ColorModel::Rgba => {
-            let data = bitmap
-                .data
-                .chunks_exact(4)
-                .flat_map(|p| [0, 1, 2].map(|i| over(p[i], p[3], background[i])))
-                .collect();
+            // A sized output and fixed-size chunks: `flat_map(..).collect()` grew the vector
+            // a byte at a time (5 % of a GIF thumbnail's instructions).
+            let mut data = vec![0u8; bitmap.data.len() / 4 * 3];
+            for (o, p) in data.chunks_exact_mut(3).zip(bitmap.data.chunks_exact(4)) {
+                for i in 0..3 {
+                    o[i] = over(p[i], p[3], background[i]);
+                }
+            }
             Bitmap::new(bitmap.width, bitmap.height, ColorModel::Rgb, data)
         }
         ColorModel::GrayAlpha if background.iter().all(|&c| c == background[0]) => {
