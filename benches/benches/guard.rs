@@ -44,7 +44,8 @@ struct Case {
     stage: Stage,
 }
 
-/// Small inputs (≤ 0.8 MP) so the whole guard takes well under a minute under valgrind.
+/// Small inputs (≤ 0.8 MP, one JPEG-in-TIFF of 4 MP) so the whole guard stays near a minute under
+/// valgrind.
 const CASES: &[Case] = &[
     Case {
         name: "decode_jpeg_baseline",
@@ -80,6 +81,31 @@ const CASES: &[Case] = &[
         name: "decode_png_rgba16",
         input: "imdoc_cylinder_shaded.png", // 320x200 RGBA 16-bit
         stage: Stage::Decode,
+    },
+    Case {
+        name: "decode_gif",
+        input: "formats/derived_gif_static_rocket.gif", // palette expansion, full size
+        stage: Stage::Decode,
+    },
+    Case {
+        name: "decode_tiff_lzw",
+        input: "formats/derived_tiff_orient6_lzw_coffee.tif", // RGB 8-bit LZW
+        stage: Stage::Decode,
+    },
+    Case {
+        name: "decode_tiff_jpeg",
+        input: "formats/derived_tiff_jpeg_ycbcr_BytheWater.tif", // JPEG-in-TIFF, YCbCr to RGB
+        stage: Stage::Decode,
+    },
+    Case {
+        name: "decode_webp_animated",
+        input: "formats/derived_webp_anim4_BytheWater.webp", // first frame onto the canvas
+        stage: Stage::Decode,
+    },
+    Case {
+        name: "end_to_end_gif_alpha",
+        input: "formats/derived_gif_transparent_astronaut.gif", // flatten for JPEG output
+        stage: Stage::EndToEnd,
     },
     Case {
         name: "resize_lanczos3_rgb",
