@@ -80,7 +80,8 @@ impl BoxShrinker {
             factor,
             model,
             out_width,
-            sums: vec![0; out_width * channels],
+            // Factor 1 passes rows through ([`Self::push_row`]) and sums nothing.
+            sums: vec![0; if factor == 1 { 0 } else { out_width * channels }],
             rows_in_band: 0,
             out: Vec::with_capacity(out_width * out_height * channels),
         }

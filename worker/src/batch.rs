@@ -253,7 +253,8 @@ fn read_input(job: Job, limits: &Limits) -> Result<Read, Report> {
 /// Stage 2 (an engine thread): the thumbnails of one input. Never panics on bad input.
 fn make(read: Read, request: &Request, limits: &Limits) -> Result<Made, Report> {
     let start = Instant::now();
-    let ms = |read_ms: f64| read_ms + elapsed_ms(start);
+    let read_ms = read.ms;
+    let ms = || read_ms + elapsed_ms(start);
     let thumbs = match thumbd_engine::thumbnail(&read.data, request, limits) {
         Ok(thumbs) => thumbs,
         Err(e) => {
@@ -261,7 +262,7 @@ fn make(read: Read, request: &Request, limits: &Limits) -> Result<Made, Report> 
                 &read.job.input,
                 e.kind().as_str(),
                 e.to_string(),
-                ms(read.ms),
+                ms(),
             ))
         }
     };
@@ -269,7 +270,7 @@ fn make(read: Read, request: &Request, limits: &Limits) -> Result<Made, Report> 
         .map(|i| i.pixels() as f64 / 1e6)
         .unwrap_or(0.0);
     Ok(Made {
-        ms: ms(read.ms),
+        ms: ms(),
         job: read.job,
         thumbs,
         input_megapixels,

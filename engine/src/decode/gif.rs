@@ -25,7 +25,7 @@ use std::num::NonZeroU64;
 use gif::{ColorOutput, DecodeOptions, DecodingError, MemoryLimit};
 
 use super::{DecodeBytes, Decoded};
-use crate::bitmap::{Bitmap, BoxShrinker, ColorModel};
+use crate::bitmap::{BoxShrinker, ColorModel};
 use crate::orient::Orientation;
 use crate::probe::{ImageInfo, InputFormat};
 use crate::{Error, Limits};
@@ -331,23 +331,11 @@ pub(super) fn decode(
         }
     }
 
-    // At full size the rows are composited in place; reduced, each goes through one screen
-    // row into the shrinker.
-    let row_len = sw * ch;
-    let mut full = if shrink > 1 {
-        Vec::new()
-    } else {
-        vec![0u8; row_len * sh]
-    };
-    let mut shrinker = (shrink > 1).then(|| BoxShrinker::new(sw as u32, sh as u32, shrink, model));
-    let mut screen_row = vec![0u8; if shrink > 1 { row_len } else { 0 }];
+    // Each screen row goes through the shrinker, which at factor 1 only appends it.
+    let mut shrinker = BoxShrinker::new(sw as u32, sh as u32, shrink, model);
+    let mut screen_row = vec![0u8; sw * ch];
     for y in 0..sh {
-        let row = if shrinker.is_some() {
-            screen_row.fill(0);
-            &mut screen_row[..]
-        } else {
-            &mut full[y * row_len..(y + 1) * row_len]
-        };
+        screen_row.fill(0);
         // A frame right of the screen has rows on it but no columns: nothing to place.
         if cols > 0 && y >= top && y - top < rows {
             let fy = y - top;
@@ -357,20 +345,15 @@ pub(super) fn decode(
                 read_row(&mut decoder, &mut line)?;
                 &line[..cols]
             };
-            let out = &mut row[left * ch..(left + cols) * ch];
+            let out = &mut screen_row[left * ch..(left + cols) * ch];
             match model {
                 ColorModel::Rgba => expand::<4>(out, indices, &palette),
                 _ => expand::<3>(out, indices, &palette),
             }
         }
-        if let Some(s) = &mut shrinker {
-            s.push_row(&screen_row);
-        }
+        shrinker.push_row(&screen_row);
     }
-    let bitmap = match shrinker {
-        Some(s) => s.finish(),
-        None => Bitmap::new(sw as u32, sh as u32, model, full),
-    };
+    let bitmap = shrinker.finish();
     Ok(Decoded {
         bitmap,
         icc: None,
@@ -435,6 +418,7 @@ fn map_error(err: DecodingError) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bitmap::Bitmap;
     use crate::probe::probe;
 
     use super::super::formats_corpus as corpus;
