@@ -1,74 +1,57 @@
 //! Per-image peak memory of the engine, against the worker's admission estimate.
 //!
 //! ```text
-//! cargo run --release -p thumbd --example engine-peak -- [--size N]... FILE_OR_DIR...
+//! cargo run --release -p thumbd --example engine-peak -- [--size N]... [--format F] FILE_OR_DIR...
+//! cargo run --release -p thumbd --features heif,avif --example engine-peak -- \
+//!     --format avif corpus/formats
 //! ```
 //!
-//! Runs `thumbd_engine::thumbnail` on each file, one at a time on this thread, under a counting
-//! allocator wrapped around mimalloc (the worker's allocator), and prints one tab-separated row
-//! per file: the peak of live heap bytes during the call (above what was live before it), the
-//! worker's estimate for that image ([`thumbd::service::estimate`]), and their ratio. Exits 1
-//! if any image's peak exceeds its estimate, so the estimate stays an upper bound.
+//! Runs `thumbd_engine::thumbnail` on each file, one at a time on this thread, and prints one
+//! tab-separated row per file: the peak of live heap bytes during the call (above what was
+//! live before it), the worker's estimate for that image ([`thumbd::service::estimate`]), and
+//! their ratio. Exits 1 if any image's peak exceeds its estimate, so the estimate stays an
+//! upper bound. The heap is Rust's (mimalloc, the worker's allocator) plus C's: libheif and
+//! its codecs allocate with `malloc`, which this binary interposes (`tests/common/measure.rs`
+//! says how and why), on every thread.
 //!
 //! It also measures the decode stage alone (`thumbd_engine::stages::decode` at the engine's
-//! shrink-on-load factor, as the estimate computed it) against the JPEG shrink-on-load bar: compressed input plus decode
-//! peak, over compressed input plus the decoded (reduced) image.
+//! shrink-on-load factor, as the estimate computed it) against the JPEG shrink-on-load bar:
+//! compressed input plus decode peak, over compressed input plus the decoded (reduced) image;
+//! and the threads started during the thumbnail call (`codec_threads`: libde265's and
+//! dav1d's workers, per decoder instance; `pthread_create` is counted like `malloc`).
 
-use std::alloc::{GlobalAlloc, Layout};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use thumbd::service::estimate::{estimate, EstimateParts};
-use thumbd_engine::{stages, Limits, Request};
+use thumbd_engine::{stages, Limits, OutputFormat, Request};
 
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { mimalloc::MiMalloc.alloc(layout) };
-        if !p.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(live, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) };
-        if !p.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(live, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            // Both blocks may exist during the copy.
-            let live = LIVE.fetch_add(new_size, Ordering::Relaxed) + new_size;
-            PEAK.fetch_max(live, Ordering::Relaxed);
-            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        }
-        p
-    }
-}
+#[path = "../tests/common/measure.rs"]
+mod measure;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: measure::Counting = measure::Counting;
+
+fn output_format(name: &str) -> OutputFormat {
+    match name {
+        "jpeg" => OutputFormat::Jpeg,
+        "png" => OutputFormat::Png,
+        "webp" => OutputFormat::Webp,
+        #[cfg(feature = "avif")]
+        "avif" => OutputFormat::Avif,
+        other => panic!("--format {other}: jpeg, png, webp (avif with the avif feature)"),
+    }
+}
 
 fn main() {
     let mut sizes = Vec::new();
     let mut inputs = Vec::new();
+    let mut format = OutputFormat::Jpeg;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         if arg == "--size" {
             sizes.push(args.next().expect("--size N").parse().expect("a number"));
+        } else if arg == "--format" {
+            format = output_format(&args.next().expect("--format NAME"));
         } else {
             inputs.push(PathBuf::from(arg));
         }
@@ -78,9 +61,11 @@ fn main() {
     }
     let request = Request {
         sizes,
+        format,
         ..Request::default()
     };
     let limits = Limits::default();
+    measure::assert_c_allocations_are_counted();
     let mut files: Vec<PathBuf> = Vec::new();
     for input in inputs {
         if input.is_dir() {
@@ -97,7 +82,7 @@ fn main() {
     }
     println!(
         "file\tformat\twidth\theight\tpath\tbytes\tpeak_mib\testimate_mib\tpeak/estimate\t\
-         decode_peak_mib\treduced_mib\t(input+decode_peak)/(input+reduced)"
+         decode_peak_mib\treduced_mib\t(input+decode_peak)/(input+reduced)\tcodec_threads"
     );
     let mut over = 0;
     let mut worst: f64 = 0.0;
@@ -107,16 +92,17 @@ fn main() {
             continue;
         };
         let est: EstimateParts = estimate(&info, &data, &request);
-        let before = LIVE.load(Ordering::Relaxed);
-        PEAK.store(before, Ordering::Relaxed);
+        let window = measure::Window::open();
         let decoded = stages::decode(&data, &info, est.shrink);
-        let decode_peak = PEAK.load(Ordering::Relaxed).saturating_sub(before) as u64;
+        let decode_peak = window.peak();
         let reduced = decoded.as_ref().map_or(0, |p| p.byte_len() as u64);
         drop(decoded);
-        let before = LIVE.load(Ordering::Relaxed);
-        PEAK.store(before, Ordering::Relaxed);
+        drop(window);
+        let window = measure::Window::open();
         let result = thumbd_engine::thumbnail(&data, &request, &limits);
-        let peak = PEAK.load(Ordering::Relaxed).saturating_sub(before) as u64;
+        let peak = window.peak();
+        let threads = window.threads_started();
+        drop(window);
         let ok = if result.is_ok() { "" } else { " (error)" };
         let ratio = peak as f64 / est.engine_bytes as f64;
         worst = worst.max(ratio);
@@ -125,7 +111,7 @@ fn main() {
         }
         let input = data.len() as u64;
         println!(
-            "{}\t{:?}\t{}\t{}\t{}{}\t{}\t{:.1}\t{:.1}\t{:.2}\t{:.2}\t{:.2}\t{:.2}",
+            "{}\t{:?}\t{}\t{}\t{}{}\t{}\t{:.1}\t{:.1}\t{:.2}\t{:.2}\t{:.2}\t{:.2}\t{}",
             file.file_name().unwrap().to_string_lossy(),
             info.format,
             info.width,
@@ -139,6 +125,7 @@ fn main() {
             decode_peak as f64 / 1048576.0,
             reduced as f64 / 1048576.0,
             (input + decode_peak) as f64 / (input + reduced) as f64,
+            threads,
         );
     }
     eprintln!("worst peak/estimate {worst:.2}; {over} image(s) over their estimate");
