@@ -169,8 +169,8 @@ mod with_libheif {
             // read requires.
             unsafe {
                 // 0: a grid's tiles are decoded on the calling thread, not a pool of libheif's
-                // own; the engine runs one image per core already. (The codecs are out of
-                // reach in 1.15: libde265 starts one worker thread, dav1d as many as cores.)
+                // own; the engine runs one image per core already. The codecs' threads are
+                // not libheif's to set in 1.15: see [`one_cpu`].
                 lh::heif_context_set_max_decoding_threads(ctx.raw.0, 0);
                 lh::heif_context_set_maximum_image_size_limit(ctx.raw.0, MAX_SIDE);
                 let err = lh::heif_context_read_from_memory_without_copy(
@@ -438,6 +438,8 @@ mod with_libheif {
                 (*options).convert_hdr_to_8bit = 1;
             }
             let mut image = ptr::null_mut();
+            // dav1d sizes its thread pool from this thread's CPU affinity (see `one_cpu`).
+            let _one_cpu = one_cpu::Pinned::here();
             let chroma = if alpha {
                 lh::heif_chroma_heif_chroma_interleaved_RGBA
             } else {
@@ -469,6 +471,123 @@ mod with_libheif {
             // libheif applied irot/imir/clap; EXIF orientation is informative only in HEIF.
             orientation: Orientation::default(),
         })
+    }
+
+    /// One codec thread per image, which libheif 1.15 has no setting for.
+    ///
+    /// What the codecs start, per decoder instance (one per image, one more for an alpha
+    /// image, one per grid tile, each closed before the next opens):
+    ///
+    /// - libde265 (HEVC): libheif 1.15's plugin calls `de265_start_worker_threads(ctx, 1)`,
+    ///   a fixed single worker, while the calling thread waits for it: one core's work, one
+    ///   extra thread and its stack, no extra heap worth counting.
+    /// - dav1d (AV1, preferred over aom's decoder): the plugin opens it with
+    ///   `dav1d_default_settings`, `n_threads = 0`, which dav1d 1.0 resolves to the number of
+    ///   CPUs in the calling thread's affinity mask (`pthread_getaffinity_np`), and frame
+    ///   contexts to about its square root. Not the pod's CPU limit: under a CFS quota the
+    ///   mask is the whole node, so a 64-core node gets 64 dav1d workers per image (per tile
+    ///   of a grid), each image's threads competing with the other engine threads for the
+    ///   pod's quota, and more heap with every thread and frame context (2 threads: 37.8
+    ///   against 23.5 MiB for a 2560×1600 AVIF; on 64 cores not measurable here, so not
+    ///   boundable by the admission estimate).
+    ///
+    /// Neither `heif_decoding_options` (1.15: version 4, ending with `decoder_id`) nor the
+    /// plugin interface passes a thread count; dav1d reads no environment. Choosing aom's
+    /// decoder through `decoder_id` is no cure: libheif 1.15 applies it to the primary image
+    /// only (a grid's tiles and the alpha image still go to dav1d), and aom decodes with more
+    /// CPU and heap (2560×1600: 160 against 108 ms, 62 against 24 MiB). So the decode runs
+    /// with this thread pinned to the CPU it is on: dav1d then counts one CPU and starts no
+    /// thread at all (decoding on the caller), libde265's one worker inherits the pin, and
+    /// the previous mask comes back when the guard drops. A thread that runs is alone on its
+    /// CPU, so engine threads pinned this way never share one; the cost is that the
+    /// scheduler cannot move the decode to another CPU for its duration.
+    #[cfg(target_os = "linux")]
+    mod one_cpu {
+        use std::os::raw::{c_int, c_ulong};
+
+        /// glibc's `cpu_set_t`: 1024 CPUs.
+        #[repr(C)]
+        #[derive(Clone, Copy)]
+        pub(super) struct CpuSet(pub(super) [c_ulong; 16]);
+
+        const BITS: usize = c_ulong::BITS as usize;
+
+        extern "C" {
+            fn sched_getaffinity(pid: c_int, size: usize, mask: *mut CpuSet) -> c_int;
+            fn sched_setaffinity(pid: c_int, size: usize, mask: *const CpuSet) -> c_int;
+            fn sched_getcpu() -> c_int;
+        }
+
+        /// The calling thread's affinity mask (pid 0: this thread), if it can be read.
+        pub(super) fn current() -> Option<CpuSet> {
+            let mut mask = CpuSet([0; 16]);
+            // SAFETY: the mask is a writable cpu_set_t of the size passed.
+            let ok = unsafe { sched_getaffinity(0, size_of::<CpuSet>(), &mut mask) } == 0;
+            ok.then_some(mask)
+        }
+
+        impl CpuSet {
+            pub(super) fn count(&self) -> u32 {
+                self.0.iter().map(|w| w.count_ones()).sum()
+            }
+        }
+
+        /// This thread pinned to one CPU until dropped, then given its mask back.
+        pub(in crate::decode) struct Pinned(Option<CpuSet>);
+
+        impl Pinned {
+            /// Pins to the CPU this thread runs on; does nothing when the mask cannot be read
+            /// or set (a cgroup or seccomp policy), or already holds one CPU.
+            pub(in crate::decode) fn here() -> Self {
+                let Some(before) = current().filter(|m| m.count() > 1) else {
+                    return Pinned(None);
+                };
+                // SAFETY: no arguments; -1 on failure.
+                let cpu = unsafe { sched_getcpu() };
+                let Ok(cpu) = usize::try_from(cpu) else {
+                    return Pinned(None);
+                };
+                if cpu >= 16 * BITS || before.0[cpu / BITS] & (1 << (cpu % BITS)) == 0 {
+                    return Pinned(None);
+                }
+                let mut one = CpuSet([0; 16]);
+                one.0[cpu / BITS] = 1 << (cpu % BITS);
+                // SAFETY: a valid cpu_set_t of the size passed, for this thread.
+                let pinned = unsafe { sched_setaffinity(0, size_of::<CpuSet>(), &one) } == 0;
+                Pinned(pinned.then_some(before))
+            }
+        }
+
+        impl Drop for Pinned {
+            fn drop(&mut self) {
+                if let Some(before) = self.0 {
+                    // SAFETY: the mask read before pinning, for this thread.
+                    unsafe { sched_setaffinity(0, size_of::<CpuSet>(), &before) };
+                }
+            }
+        }
+    }
+
+    /// Elsewhere the codecs' thread counts stand (dav1d's follows the CPU count).
+    #[cfg(not(target_os = "linux"))]
+    mod one_cpu {
+        pub(in crate::decode) struct Pinned;
+        impl Pinned {
+            pub(in crate::decode) fn here() -> Self {
+                Pinned
+            }
+        }
+    }
+
+    #[cfg(all(test, target_os = "linux"))]
+    #[test]
+    fn the_decode_pin_holds_one_cpu_and_gives_the_mask_back() {
+        let before = one_cpu::current().expect("affinity readable");
+        {
+            let _pin = one_cpu::Pinned::here();
+            assert_eq!(one_cpu::current().unwrap().count(), 1);
+        }
+        assert_eq!(one_cpu::current().unwrap().0, before.0);
     }
 
     /// The decoded interleaved plane, packed (libheif pads its rows), checked against the
