@@ -21,6 +21,18 @@ pub(crate) fn encode(bitmap: &Bitmap, request: &Request) -> Result<Vec<u8>, Erro
     }
 }
 
+/// See [`crate::stages::encoder_bytes`].
+pub(crate) fn encoder_bytes(format: OutputFormat, width: u32, height: u32) -> u64 {
+    match format {
+        #[cfg(feature = "avif")]
+        OutputFormat::Avif => avif::encoder_bytes(width, height),
+        _ => {
+            let _ = (width, height);
+            0
+        }
+    }
+}
+
 /// Composites alpha over `background` (for JPEG, which has no alpha).
 pub(crate) fn flatten(bitmap: Bitmap, background: [u8; 3]) -> Bitmap {
     let over = |c: u8, a: u8, bg: u8| {

@@ -97,3 +97,11 @@ pub fn encode(pixels: &Pixels, request: &Request) -> Result<Vec<u8>, Error> {
     }
     encode::encode(&bitmap, request)
 }
+
+/// Upper bound of the heap an encoder holds for a `width`×`height` output in `format`, beyond
+/// the pixels it is given and the file it returns: the AVIF encoder's (libheif and aom, in C,
+/// tens of bytes a pixel); 0 for JPEG, PNG and WebP, whose few buffers a caller's per-size
+/// allowance for the output image covers.
+pub fn encoder_bytes(format: OutputFormat, width: u32, height: u32) -> u64 {
+    encode::encoder_bytes(format, width, height)
+}

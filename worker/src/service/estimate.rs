@@ -19,12 +19,15 @@
 //! | PNG row shrink | output pixels, the box sums, decoder rows |
 //! | PNG full (interlaced, or no shrink) | the full frame, plus the shrunk copy |
 //! | every path, after the decode | the decoded pixels, a premultiplied copy, the resizer's intermediate images, colour and orientation copies, encoded outputs |
+//! | AVIF output | the encoder's own buffers per size ([`thumbd_engine::stages::encoder_bytes`]: libheif and aom allocate tens of bytes a pixel in C) |
 //!
 //! | JPEG the reduced decoder will decline | the larger of the reduced decode and the full decode: [`thumbd_engine::stages::jpeg_reduced_decode_expected`] reads the headers and the scan layout (no decoding) and finds a file cut before some component's first scan, 12-bit precision, odd sampling ratios, tables a scan names but the file never defines; zune-jpeg then decodes it in full after the reduced decoder's buffers are freed. A file cut inside its scans is decoded at reduced scale (the rest grey, as libjpeg renders it) |
 //!
 //! It is checked against the engine's measured peak on every corpus image by
 //! `cargo run --release -p thumbd --example engine-peak -- corpus/full` (prints each image's
-//! peak and estimate; exits 1 if any image exceeds its estimate).
+//! peak and estimate; exits 1 if any image exceeds its estimate). The peak counts C's heap
+//! too (the example interposes `malloc`), so with `--features heif,avif` and
+//! `--format avif` it covers libheif, libde265, dav1d and aom.
 //!
 //! # What the headers do not show
 //! The reduced decoder also declines a few kinds of damage inside scans: a block index outside
@@ -34,6 +37,7 @@
 //! back to (`OverBudget`) before allocating it; the worker then reserves
 //! [`estimate_declined`] and runs it again (`service::process`).
 
+use thumbd_engine::stages::encoder_bytes;
 use thumbd_engine::{plan, ImageInfo, InputFormat, JpegCoding, Request};
 
 /// Decoder state, tables, ICC/EXIF copies, colour transforms: a fixed allowance per image.
@@ -145,12 +149,14 @@ fn estimate_path(
     // is made: a premultiplied copy (alpha), the resizer's horizontal pass (target width ×
     // source height, twice the target for the box pre-reduction) and the small images (the
     // box mid-size image at 2× the target, the result, colour, orientation and flatten copies
-    // at 4 bytes per pixel, the encoded output).
+    // at 4 bytes per pixel, the encoded output), and the encoder's own buffers (AVIF's: aom in
+    // C, tens of bytes a pixel).
     let per_size = targets
         .iter()
         .map(|&(tw, th)| {
+            let encoder = encoder_bytes(request.format, tw, th);
             let (tw, th) = (u64::from(tw), u64::from(th));
-            (2 * tw).min(dw.max(1)) * dh * channels + 12 * tw * th * 4
+            (2 * tw).min(dw.max(1)) * dh * channels + 12 * tw * th * 4 + encoder
         })
         .max()
         .unwrap_or(0);
