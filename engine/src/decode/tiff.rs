@@ -8,6 +8,13 @@
 //! or more times (rounded either way). Strips and tiles are read one at a time and reduced as
 //! they arrive, so a page much larger than the thumbnail is never held whole.
 //!
+//! JPEG-compressed pages (Compression 7) in gray, RGB or YCbCr are read, when shrinking by 2
+//! or more, through thumbd's reduced JPEG decoder ([`super::jpeg_scaled`]): each strip or
+//! tile is an independent JPEG stream, decoded at 1/2, 1/4 or 1/8 with the JPEGTables tag's
+//! tables read first (libtiff's reading), so the full-size pixels are never made. The crate's
+//! full decode stays the path for everything else, at shrink 1, and for a page whose chunk the
+//! reduced decoder declines.
+//!
 //! Refused as `unsupported`: planar (band-separate) colour, palettes and Lab (the crate reads
 //! neither), float and signed samples, and bit depths other than 1, 2, 4 (gray), 8 and 16.
 
@@ -17,6 +24,7 @@ use tiff::decoder::{ChunkType, Decoder, DecodingResult};
 use tiff::tags::{CompressionMethod, PlanarConfiguration, SampleFormat, Tag};
 use tiff::{ColorType, TiffError, TiffFormatError, TiffUnsupportedError};
 
+use super::jpeg_scaled::{self, ColorKind};
 use super::{DecodeBytes, Decoded};
 use crate::bitmap::{Bitmap, BoxShrinker, ColorModel};
 use crate::orient::Orientation;
@@ -90,9 +98,14 @@ struct Layout {
     stride: u64,
     width: u32,
     height: u32,
-    /// Strip: (width, rows per strip); tile: (tile width, tile length).
+    /// Strip: (width, rows per strip, at most the height); tile: (tile width, tile length).
     chunk: (u32, u32),
     tiled: bool,
+    /// New-style JPEG (Compression 7) at 8 bits in gray, RGB or YCbCr: what the JPEG stream
+    /// holds, as libtiff reads it (YCbCr converted to RGB, RGB and gray taken as coded).
+    jpeg: Option<ColorKind>,
+    /// Bytes of the JPEGTables tag (0 without one).
+    jpeg_tables: u64,
 }
 
 impl Layout {
@@ -141,14 +154,43 @@ impl Layout {
             ));
         }
         let (width, height) = decoder.dimensions().map_err(map_error)?;
+        let tiled = decoder.get_chunk_type() == ChunkType::Tile;
+        let mut chunk = decoder.chunk_dimensions();
+        if !tiled {
+            // RowsPerStrip may be 2^32 − 1 for "one strip": the crate reads the page's rows.
+            chunk.1 = chunk.1.min(height);
+        }
+        let compression = decoder
+            .find_tag_unsigned::<u16>(Tag::Compression)
+            .map_err(map_error)?;
+        let photometric = decoder
+            .find_tag_unsigned::<u16>(Tag::PhotometricInterpretation)
+            .map_err(map_error)?;
+        let jpeg = match (samples, photometric) {
+            _ if compression != Some(CompressionMethod::ModernJPEG.to_u16()) || bits != 8 => None,
+            // BlackIsZero only: WhiteIsZero would need inverting.
+            (Samples::Gray { bits: 8 }, Some(1)) => Some(ColorKind::Gray),
+            (Samples::Rgb, _) => Some(ColorKind::Rgb),
+            (Samples::YCbCr, _) => Some(ColorKind::YCbCr),
+            _ => None,
+        };
+        let jpeg_tables = match jpeg {
+            Some(_) => decoder
+                .find_tag(Tag::JPEGTables)
+                .map_err(map_error)?
+                .map_or(0, |v| v.into_u8_vec().map_or(0, |t| t.len() as u64)),
+            None => 0,
+        };
         Ok(Layout {
             samples,
             sample_bytes: if bits == 16 { 2 } else { 1 },
             stride,
             width,
             height,
-            chunk: decoder.chunk_dimensions(),
-            tiled: decoder.get_chunk_type() == ChunkType::Tile,
+            chunk,
+            tiled,
+            jpeg,
+            jpeg_tables,
         })
     }
 
@@ -194,6 +236,66 @@ impl Layout {
         };
         3 * chunk + chunk8 + band + out + (64 << 10)
     }
+
+    /// The DCT scale (8, 4 or 2: the largest not above `rest`, as for JPEG files) and the box
+    /// factor left after it, when the page's chunks can be read by the reduced JPEG decoder at
+    /// that scale: every chunk but the last in a row or column must be a whole number of
+    /// reduced pixels, so that reduced chunks tile the reduced page.
+    fn jpeg_scale(&self, rest: u32) -> Option<(u32, u32)> {
+        self.jpeg?;
+        let aligned = |s: u32, chunk: u32, page: u32| chunk.is_multiple_of(s) || chunk >= page;
+        [8, 4, 2]
+            .into_iter()
+            .find(|&s| {
+                s <= rest
+                    && aligned(s, self.chunk.0, self.width)
+                    && aligned(s, self.chunk.1, self.height)
+            })
+            .map(|s| (s, rest / s))
+    }
+
+    /// Peak bytes of reading this page through the reduced JPEG decoder at 1/`scale`, then
+    /// box-shrunk by `factor`: the output and its sums, the band of reduced tiles, one chunk in
+    /// the decoder (as [`super::jpeg::reduced_bytes`] counts a file: its output, a plane per
+    /// component, and a progressive file's coefficients, here padded to 32×32 MCUs, the
+    /// largest sampling), and the chunk offsets and tables as read (the crate's tag values
+    /// take 32 bytes an entry before they become integers).
+    fn jpeg_bytes(&self, scale: u32, factor: u32) -> u64 {
+        let s = u64::from(scale);
+        let channels = self.model().channels() as u64;
+        let (w, h) = (
+            u64::from(self.width).div_ceil(s),
+            u64::from(self.height).div_ceil(s),
+        );
+        let b = u64::from(factor.max(1));
+        let out = if b == 1 {
+            w * h * channels
+        } else {
+            w.div_ceil(b) * h.div_ceil(b) * channels + w.div_ceil(b) * channels * 4
+        };
+        let (cw, ch) = (u64::from(self.chunk.0), u64::from(self.chunk.1));
+        let band = if self.tiled {
+            w * ch.div_ceil(s) * channels
+        } else {
+            0
+        };
+        let padded = cw.div_ceil(32) * 32 * ch.div_ceil(32) * 32;
+        let components = self.stride;
+        let coefficients = 2 * components * if s == 8 { padded / 64 } else { padded };
+        let reduced_chunk = cw.div_ceil(s) * ch.div_ceil(s) * channels;
+        let mut decoder = reduced_chunk + components * padded / (s * s) + coefficients;
+        // A chunk the page ends inside a reduced pixel of is decoded whole, then box-shrunk
+        // (see `read_jpeg_page`): a strip's frame height is only known once it is read.
+        let edge =
+            (self.tiled && !self.width.is_multiple_of(scale)) || !self.height.is_multiple_of(scale);
+        if edge {
+            let whole = cw * ch * channels + components * padded + 2 * components * padded;
+            decoder = decoder.max(whole + reduced_chunk + cw.div_ceil(s) * channels * 4);
+        }
+        let chunks =
+            u64::from(self.width).div_ceil(cw.max(1)) * u64::from(self.height).div_ceil(ch.max(1));
+        out + band + decoder + 64 * chunks + 40 * self.jpeg_tables + (64 << 10)
+    }
 }
 
 /// The page to read at `shrink` and the reduction left for the box filter: the first page, or
@@ -203,6 +305,21 @@ struct Plan {
     layout: Layout,
     /// Shrink still to apply to the chosen page.
     rest: u32,
+    /// (DCT scale, box factor) when the page is read through the reduced JPEG decoder.
+    jpeg: Option<(u32, u32)>,
+}
+
+impl Plan {
+    /// Peak bytes of the planned path. The reduced JPEG path counts the crate's too: a page
+    /// it declines is then read by the crate within the same allowance (the worker re-reserves
+    /// only for JPEG files' declines).
+    fn bytes(&self) -> u64 {
+        let crate_path = self.layout.bytes(self.rest);
+        match self.jpeg {
+            Some((scale, factor)) => crate_path.max(self.layout.jpeg_bytes(scale, factor)),
+            None => crate_path,
+        }
+    }
 }
 
 fn plan(decoder: &mut Decoder<Cursor<&[u8]>>, shrink: u32) -> Result<Plan, Error> {
@@ -211,6 +328,7 @@ fn plan(decoder: &mut Decoder<Cursor<&[u8]>>, shrink: u32) -> Result<Plan, Error
         page: 0,
         layout: first,
         rest: shrink.max(1),
+        jpeg: None,
     };
     if shrink < 2 {
         return Ok(best);
@@ -239,12 +357,20 @@ fn plan(decoder: &mut Decoder<Cursor<&[u8]>>, shrink: u32) -> Result<Plan, Error
                 page,
                 layout,
                 rest: shrink / factor,
+                jpeg: None,
             };
         }
     }
     if best.page != 0 {
         decoder.seek_to_image(best.page).map_err(map_error)?;
     }
+    // The reduced JPEG path only where its peak stays below the full decode's, which is what
+    // a caller that cannot afford the plan falls back to reserving.
+    let full = first.bytes(1);
+    best.jpeg = best
+        .layout
+        .jpeg_scale(best.rest)
+        .filter(|&(s, b)| best.layout.jpeg_bytes(s, b) <= full);
     Ok(best)
 }
 
@@ -254,6 +380,25 @@ pub(super) fn decode(
     shrink: u32,
     limits: &Limits,
 ) -> Result<Decoded, Error> {
+    decode_page(data, info, shrink, limits).map(|(decoded, _)| decoded)
+}
+
+/// How a page was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PagePath {
+    /// Through the tiff crate, reduced by the box filter alone.
+    Crate,
+    /// Through the reduced JPEG decoder at 1/`scale`, then the box filter by `factor`.
+    ReducedJpeg { scale: u32, factor: u32 },
+}
+
+/// [`decode`], and the path the page took.
+fn decode_page(
+    data: &[u8],
+    info: &ImageInfo,
+    shrink: u32,
+    limits: &Limits,
+) -> Result<(Decoded, PagePath), Error> {
     let mut decoder = open(data)?;
     if decoder.dimensions().map_err(map_error)? != (info.width, info.height) {
         return Err(Error::Corrupt {
@@ -272,14 +417,26 @@ pub(super) fn decode(
         .flatten()
         .map(Orientation::from_tag)
         .unwrap_or_default();
-    let Plan { layout, rest, .. } = plan(&mut decoder, shrink)?;
-    limits.afford_decode(|| layout.bytes(rest))?;
-    let bitmap = read_page(&mut decoder, &layout, rest)?;
-    Ok(Decoded {
-        bitmap,
-        icc,
-        orientation,
-    })
+    let plan = plan(&mut decoder, shrink)?;
+    limits.afford_decode(|| plan.bytes())?;
+    let (layout, rest) = (plan.layout, plan.rest);
+    let reduced = plan.jpeg.and_then(|(scale, factor)| {
+        read_jpeg_page(&mut decoder, data, &layout, scale, factor)
+            .map(|bitmap| (bitmap, PagePath::ReducedJpeg { scale, factor }))
+    });
+    let (bitmap, path) = match reduced {
+        Some(done) => done,
+        // Declined (or not planned): the crate reads the page, within the same bound.
+        None => (read_page(&mut decoder, &layout, rest)?, PagePath::Crate),
+    };
+    Ok((
+        Decoded {
+            bitmap,
+            icc,
+            orientation,
+        },
+        path,
+    ))
 }
 
 /// Rows of a page, reduced by `shrink` as they arrive (or kept whole at 1).
@@ -373,6 +530,122 @@ fn read_page(
     }
     Ok(match sink {
         Sink::Whole(rows) => Bitmap::new(width, height, model, rows),
+        Sink::Reduced(shrinker) => shrinker.finish(),
+    })
+}
+
+/// Reads a JPEG-compressed page ([`Layout::jpeg`]) through the reduced JPEG decoder at
+/// 1/`scale`, each strip or tile from its raw bytes with the JPEGTables tables, placing the
+/// reduced chunks into the page reduced by `scale`, then box-shrinks that by `factor`.
+///
+/// `None` when any chunk is not what the reduced decoder reads (offsets past the end, a frame
+/// that does not fit its chunk, 12-bit or lossless coding, damage it declines): the caller
+/// then reads the page through the crate, which reports what is wrong with it as before.
+fn read_jpeg_page(
+    decoder: &mut Decoder<Cursor<&[u8]>>,
+    data: &[u8],
+    layout: &Layout,
+    scale: u32,
+    factor: u32,
+) -> Option<Bitmap> {
+    let kind = layout.jpeg?;
+    let (offsets, counts) = if layout.tiled {
+        (Tag::TileOffsets, Tag::TileByteCounts)
+    } else {
+        (Tag::StripOffsets, Tag::StripByteCounts)
+    };
+    let offsets = decoder.find_tag_unsigned_vec::<u64>(offsets).ok()??;
+    let counts = decoder.find_tag_unsigned_vec::<u64>(counts).ok()??;
+    let tables = match decoder.find_tag(Tag::JPEGTables).ok()? {
+        Some(value) => Some(value.into_u8_vec().ok()?),
+        None => None,
+    };
+    let (width, height) = (layout.width, layout.height);
+    let (chunk_w, chunk_h) = layout.chunk;
+    if chunk_w == 0 || chunk_h == 0 {
+        return None;
+    }
+    let (across, down) = (width.div_ceil(chunk_w), height.div_ceil(chunk_h));
+    // The page at 1/scale, and each chunk's place in it (chunks are aligned: `jpeg_scale`).
+    let reduce = |side: u32| side.div_ceil(scale) as usize;
+    let (page_w, page_h) = (reduce(width), reduce(height));
+    let model = layout.model();
+    let channels = model.channels();
+    let row_out = page_w * channels;
+    let mut sink = if factor > 1 {
+        Sink::Reduced(BoxShrinker::new(
+            page_w as u32,
+            page_h as u32,
+            factor,
+            model,
+        ))
+    } else {
+        Sink::Whole(Vec::with_capacity(row_out * page_h))
+    };
+    let band_rows = reduce(chunk_h);
+    let mut band = vec![0u8; if layout.tiled { row_out * band_rows } else { 0 }];
+    for band_index in 0..down {
+        let rows_here = chunk_h.min(height - band_index * chunk_h);
+        for chunk_x in 0..across {
+            let index = (band_index * across + chunk_x) as usize;
+            let (offset, count) = (*offsets.get(index)?, *counts.get(index)?);
+            let start = usize::try_from(offset).ok()?;
+            let end = start.checked_add(usize::try_from(count).ok()?)?;
+            let stream = data.get(start..end)?;
+            // The frame is the chunk's size; a last strip may be coded short or padded.
+            let x0 = chunk_x * chunk_w;
+            let cols_here = chunk_w.min(width - x0);
+            let (fw, fh) = jpeg_scaled::frame_size(stream)?;
+            if fw < cols_here || fh < rows_here || fw > chunk_w || fh > chunk_h {
+                return None;
+            }
+            let decode = |scale| {
+                jpeg_scaled::decode_with_tables(tables.as_deref(), stream, (fw, fh), scale, kind)
+                    .ok()
+            };
+            // Where the page ends inside a reduced pixel of the frame (a clipped tile, or a
+            // strip coded taller than its rows), that pixel would average in the padding the
+            // writer filled the frame with: such a chunk is decoded whole and box-shrunk over
+            // its own pixels. Only the last column or row of chunks, and only when the page
+            // side is not a multiple of `scale`.
+            let straddles = (fw > cols_here && !cols_here.is_multiple_of(scale))
+                || (fh > rows_here && !rows_here.is_multiple_of(scale));
+            let (image_w, pixels) = if straddles {
+                let full = decode(1)?;
+                let mut shrinker = BoxShrinker::new(cols_here, rows_here, scale, model);
+                for row in full
+                    .data
+                    .chunks_exact(full.width * channels)
+                    .take(rows_here as usize)
+                {
+                    shrinker.push_row(row);
+                }
+                let reduced = shrinker.finish();
+                (reduced.width as usize, reduced.data)
+            } else {
+                let image = decode(scale)?;
+                (image.width, image.data)
+            };
+            let src_row = image_w * channels;
+            let (out_x, out_w) = (reduce(x0), reduce(x0 + cols_here) - reduce(x0));
+            for r in 0..reduce(rows_here) {
+                let src = pixels.get(r * src_row..r * src_row + out_w * channels)?;
+                if layout.tiled {
+                    let at = r * row_out + out_x * channels;
+                    band[at..at + out_w * channels].copy_from_slice(src);
+                } else {
+                    sink.push(src);
+                }
+            }
+        }
+        if layout.tiled {
+            for r in 0..reduce(rows_here) {
+                sink.push(&band[r * row_out..(r + 1) * row_out]);
+            }
+        }
+    }
+    Some(match sink {
+        Sink::Whole(rows) => Bitmap::new(page_w as u32, page_h as u32, model, rows),
         Sink::Reduced(shrinker) => shrinker.finish(),
     })
 }
@@ -472,7 +745,7 @@ pub(super) fn decode_bytes(data: &[u8], info: &ImageInfo, shrink: u32) -> Decode
         let full = Layout::of(&mut decoder)?.bytes(1);
         let plan = plan(&mut decoder, shrink)?;
         Ok(DecodeBytes {
-            planned: plan.layout.bytes(plan.rest),
+            planned: plan.bytes(),
             full,
         })
     };
@@ -652,6 +925,200 @@ mod tests {
             ..Limits::default()
         };
         assert!(decode(&data, &info, 1, &enough).is_ok());
+    }
+
+    /// A file of `tests/fixtures/tiff/` (see the README there).
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/../tests/fixtures/tiff/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// Page `page` read by the crate and box-shrunk by `shrink`: the full-size decode reduced
+    /// by the box filter alone, which a reduced JPEG read must match.
+    fn crate_read(data: &[u8], page: usize, shrink: u32) -> Bitmap {
+        let mut decoder = open(data).unwrap();
+        decoder.seek_to_image(page).unwrap();
+        let layout = Layout::of(&mut decoder).unwrap();
+        read_page(&mut decoder, &layout, shrink).unwrap()
+    }
+
+    fn psnr(a: &Bitmap, b: &Bitmap) -> f64 {
+        assert_eq!((a.width, a.height, a.model), (b.width, b.height, b.model));
+        let se: f64 = a
+            .data
+            .iter()
+            .zip(&b.data)
+            .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+            .sum();
+        let mse = se / a.data.len() as f64;
+        10.0 * (255.0f64 * 255.0 / mse.max(1e-9)).log10()
+    }
+
+    /// Decodes `data` at `shrink`, asserts that the page went through the reduced JPEG decoder
+    /// at `scale` (not the crate), and compares it with the crate's read of `page` box-shrunk
+    /// by the same total factor.
+    fn assert_reduced_read(name: &str, data: &[u8], shrink: u32, page: usize, scale: u32) {
+        let info = probe(data).unwrap();
+        let (decoded, path) = decode_page(data, &info, shrink, &Limits::default()).unwrap();
+        let rest = match path {
+            PagePath::ReducedJpeg { scale: s, factor } => {
+                assert_eq!(s, scale, "{name} at {shrink}");
+                s * factor
+            }
+            PagePath::Crate => panic!("{name} at {shrink}: the crate read the page"),
+        };
+        let reference = crate_read(data, page, rest);
+        let db = psnr(&decoded.bitmap, &reference);
+        // Measured 46–60 dB; a chunk misplaced by one reduced pixel, or the padding of a
+        // clipped tile averaged in, falls under 30.
+        assert!(db >= 40.0, "{name} at {shrink}: {db:.1} dB");
+    }
+
+    #[test]
+    fn jpeg_pages_are_read_reduced_and_match_the_box_shrunk_full_decode() {
+        let strips = corpus("derived_tiff_jpeg_ycbcr_BytheWater.tif");
+        // 5 is a 256 px thumbnail's shrink: 1/4, nothing left for the box filter.
+        for (shrink, scale) in [(2, 2), (3, 2), (5, 4), (8, 8), (16, 8), (24, 8)] {
+            assert_reduced_read("BytheWater", &strips, shrink, 0, scale);
+        }
+        // Past the smallest level (256×128, a clipped tile): 2 left, read at 1/2.
+        let pyramid = corpus("derived_tiff_tiled_pyramid_jpeg_moon.tif");
+        assert_reduced_read("moon", &pyramid, 32, 4, 2);
+        assert_reduced_read("moon", &pyramid, 64, 4, 4);
+        // Gray and YCbCr with tiles and strips clipped at the right and bottom.
+        for name in [
+            "jpeg_gray_tiled64_333x201.tif",
+            "jpeg_gray_strips128_333x201.tif",
+            "jpeg_ycbcr_tiled32x48_301x187.tif",
+        ] {
+            let data = fixture(name);
+            for (shrink, scale) in [(2, 2), (4, 4), (7, 4), (8, 8)] {
+                assert_reduced_read(name, &data, shrink, 0, scale);
+            }
+        }
+    }
+
+    #[test]
+    fn a_pyramid_level_tiles_the_reduced_page() {
+        // The 4096×2048 first page in 256 px tiles, each reduced on its own, against the crate.
+        let data = corpus("derived_tiff_tiled_pyramid_jpeg_moon.tif");
+        let mut decoder = open(&data).unwrap();
+        let layout = Layout::of(&mut decoder).unwrap();
+        for (scale, factor) in [(8, 1), (4, 2)] {
+            let reduced = read_jpeg_page(&mut decoder, &data, &layout, scale, factor).unwrap();
+            assert_eq!((reduced.width, reduced.height), (512, 256));
+            let db = psnr(&reduced, &crate_read(&data, 0, 8));
+            assert!(db >= 40.0, "1/{scale} then {factor}: {db:.1} dB");
+        }
+    }
+
+    /// Photometric RGB: the JPEG stream is taken as RGB, not converted (as libtiff and the
+    /// crate read it). A YCbCr file relabelled RGB must then come out as its coded samples.
+    #[test]
+    fn photometric_rgb_jpeg_is_taken_as_coded() {
+        let mut data = fixture("jpeg_ycbcr_tiled32x48_301x187.tif");
+        patch_tag(&mut data, 262, 2);
+        let info = probe(&data).unwrap();
+        let (decoded, path) = decode_page(&data, &info, 4, &Limits::default()).unwrap();
+        assert_eq!(
+            path,
+            PagePath::ReducedJpeg {
+                scale: 4,
+                factor: 1
+            }
+        );
+        let reference = crate_read(&data, 0, 4);
+        assert!(psnr(&decoded.bitmap, &reference) >= 40.0);
+        // Not converted: far from the YCbCr reading of the same stream.
+        let ycbcr = fixture("jpeg_ycbcr_tiled32x48_301x187.tif");
+        let converted = crate_read(&ycbcr, 0, 4);
+        assert!(psnr(&decoded.bitmap, &converted) < 20.0);
+    }
+
+    /// Sets the value of the first-IFD entry `tag` (a little-endian file, SHORT or LONG held in
+    /// the entry) or, for an array, its first element.
+    fn patch_tag(data: &mut [u8], tag: u16, value: u32) {
+        assert_eq!(&data[..2], b"II");
+        let u16_at = |d: &[u8], at: usize| u16::from_le_bytes([d[at], d[at + 1]]);
+        let u32_at = |d: &[u8], at: usize| u32::from_le_bytes(d[at..at + 4].try_into().unwrap());
+        let ifd = u32_at(data, 4) as usize;
+        for i in 0..usize::from(u16_at(data, ifd)) {
+            let entry = ifd + 2 + 12 * i;
+            if u16_at(data, entry) != tag {
+                continue;
+            }
+            let (kind, count) = (u16_at(data, entry + 2), u32_at(data, entry + 4));
+            let size = if kind == 3 { 2 } else { 4 };
+            let at = if count as usize * size <= 4 {
+                entry + 8
+            } else {
+                u32_at(data, entry + 8) as usize
+            };
+            data[at..at + size].copy_from_slice(&value.to_le_bytes()[..size]);
+            return;
+        }
+        panic!("no tag {tag}");
+    }
+
+    #[test]
+    fn shrink_one_and_unreadable_chunks_take_the_crate() {
+        let data = corpus("derived_tiff_jpeg_ycbcr_BytheWater.tif");
+        let info = probe(&data).unwrap();
+        let (_, path) = decode_page(&data, &info, 1, &Limits::default()).unwrap();
+        assert_eq!(path, PagePath::Crate);
+        // A strip past the end: declined, and the crate reports it as before.
+        let mut cut = data.clone();
+        patch_tag(&mut cut, 273, data.len() as u32 + 10);
+        assert!(matches!(
+            decode(&cut, &info, 8, &Limits::default()),
+            Err(Error::Truncated { .. })
+        ));
+        // A first strip whose frame is taller than the strip: declined, typed error or image.
+        let mut tall = data.clone();
+        let sof = tall.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        tall[sof + 5..sof + 7].copy_from_slice(&200u16.to_be_bytes());
+        let mut decoder = open(&tall).unwrap();
+        let layout = Layout::of(&mut decoder).unwrap();
+        assert!(read_jpeg_page(&mut decoder, &tall, &layout, 8, 1).is_none());
+        let _ = decode(&tall, &info, 8, &Limits::default());
+    }
+
+    #[test]
+    fn the_reduced_jpeg_plan_is_bounded_and_checked() {
+        let data = corpus("derived_tiff_jpeg_ycbcr_BytheWater.tif");
+        let info = probe(&data).unwrap();
+        for shrink in [2, 5, 8, 16] {
+            let bytes = decode_bytes(&data, &info, shrink);
+            let mut decoder = open(&data).unwrap();
+            let layout = Layout::of(&mut decoder).unwrap();
+            let (scale, factor) = layout.jpeg_scale(shrink).unwrap();
+            // Both paths are covered (a decline falls back within the allowance), and the
+            // plan stays below the full decode.
+            let crate_path = layout.bytes(shrink);
+            assert!(bytes.planned >= crate_path, "{shrink}: {bytes:?}");
+            assert!(
+                bytes.planned >= layout.jpeg_bytes(scale, factor),
+                "{shrink}"
+            );
+            assert!(bytes.planned <= bytes.full, "{shrink}: {bytes:?}");
+            let tight = Limits {
+                max_decode_bytes: bytes.planned - 1,
+                ..Limits::default()
+            };
+            assert!(matches!(
+                decode(&data, &info, shrink, &tight),
+                Err(Error::OverBudget { .. })
+            ));
+            let enough = Limits {
+                max_decode_bytes: bytes.planned,
+                ..Limits::default()
+            };
+            let (_, path) = decode_page(&data, &info, shrink, &enough).unwrap();
+            assert!(matches!(path, PagePath::ReducedJpeg { .. }), "{shrink}");
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! | JPEG full (zune-jpeg) | output pixels, two MCU rows per component; when the file is progressive or its first scan lacks a component: 64 × i16 per block per component (as if unsubsampled) |
 //! | PNG row shrink | output pixels, the box sums, decoder rows |
 //! | PNG full (interlaced, or no shrink) | the full frame, plus the shrunk copy |
+//! | TIFF | the engine's bound for its page and path; the decoded image at 1/8, 1/4 or 1/2 as for JPEG (a JPEG-compressed page is reduced by the JPEG decoder's scale, then by whole box steps) |
 //! | every path, after the decode | the decoded pixels, a premultiplied copy, the resizer's intermediate images, colour and orientation copies, encoded outputs |
 //! | AVIF output | the encoder's own buffers per size ([`thumbd_engine::stages::encoder_bytes`]: libheif and aom allocate tens of bytes a pixel in C) |
 //!
@@ -135,6 +136,14 @@ fn estimate_path(
             } else {
                 ("png-full", (w, h), c, bytes.planned)
             }
+        }
+        // A TIFF's JPEG-compressed page is reduced by the JPEG decoder's scales first (the
+        // largest of 8, 4, 2 not above the shrink, as for JPEG files), then by the box filter
+        // by what is left in whole steps: it may hand out up to 1/`s` of the image, for `s`
+        // that power of two, rather than 1/`shrink`.
+        InputFormat::Tiff => {
+            let s = [8, 4, 2].into_iter().find(|&k| k <= shrink).unwrap_or(1);
+            ("tiff", (w.div_ceil(s), h.div_ceil(s)), 4, bytes.planned)
         }
         // The other decoders hand out up to 4 channels at 1/`shrink` (the full image when
         // they cannot shrink on load, which their own `planned` bound then says).

@@ -155,7 +155,21 @@ pub(crate) fn decode(
     scale: u32,
     kind: ColorKind,
 ) -> Result<ScaledImage, ScaledError> {
-    let mut d = Decoder::run(data, expect, scale, Some(kind))?;
+    decode_with_tables(None, data, expect, scale, kind)
+}
+
+/// [`decode`] of an abbreviated stream whose tables may come first from `tables`, a
+/// tables-only stream (SOI, DQT/DHT/DRI/DAC, EOI) as JPEG-in-TIFF keeps in its JPEGTables
+/// tag. The tables are read before `data`'s own segments, which is what inserting them after
+/// `data`'s SOI (libtiff's reading) amounts to, without copying each strip or tile.
+pub(crate) fn decode_with_tables(
+    tables: Option<&[u8]>,
+    data: &[u8],
+    expect: (u32, u32),
+    scale: u32,
+    kind: ColorKind,
+) -> Result<ScaledImage, ScaledError> {
+    let mut d = Decoder::run(tables, data, expect, scale, Some(kind))?;
     d.assembler
         .take()
         .and_then(output::Assembler::finish)
@@ -210,6 +224,30 @@ fn read_frame(
         return Err(ScaledError::Unsupported("more than one frame header"));
     }
     markers::parse_sof(seg.marker, seg.payload, expect)
+}
+
+/// The (width, height) of `data`'s first frame header, or `None` when there is none before
+/// the first scan (or the data ends first). For a stream whose size is not known beforehand,
+/// such as a JPEG-in-TIFF strip.
+pub(crate) fn frame_size(data: &[u8]) -> Option<(u32, u32)> {
+    if !data.starts_with(&[0xFF, 0xD8]) {
+        return None;
+    }
+    let mut pos = 2;
+    while let Some((seg, next)) = markers::next_segment(data, pos) {
+        pos = next;
+        match seg.marker {
+            0xD9 | 0xDA => return None,
+            m if is_frame_header(m) => {
+                let p = seg.payload.get(..5)?;
+                let height = u16::from_be_bytes([p[1], p[2]]);
+                let width = u16::from_be_bytes([p[3], p[4]]);
+                return Some((u32::from(width), u32::from(height)));
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Whether [`decode`] would take `data`, judged without decoding: the frame and scan headers
@@ -327,7 +365,7 @@ fn decode_planes(
     expect: (u32, u32),
     scale: u32,
 ) -> Result<(Frame, Vec<Plane>), ScaledError> {
-    let mut d = Decoder::run(data, expect, scale, None)?;
+    let mut d = Decoder::run(None, data, expect, scale, None)?;
     let frame = d.frame.take().ok_or(ScaledError::Truncated)?;
     Ok((frame, d.planes))
 }
@@ -355,8 +393,10 @@ struct Decoder {
 }
 
 impl Decoder {
-    /// Decodes the file: the planes are filled (and, with a `kind`, the assembler has every row).
+    /// Decodes the file, after the tables of a tables-only stream if there is one: the planes
+    /// are filled (and, with a `kind`, the assembler has every row).
     fn run(
+        tables: Option<&[u8]>,
         data: &[u8],
         expect: (u32, u32),
         scale: u32,
@@ -384,6 +424,9 @@ impl Decoder {
             scanned: Vec::new(),
             dc_missing_bits: Vec::new(),
         };
+        if let Some(tables) = tables {
+            d.tables_only(tables)?;
+        }
         d.segments(data)?;
         let frame = d.frame.take().ok_or(ScaledError::Truncated)?;
         if d.scanned.iter().any(|&s| !s) {
@@ -400,6 +443,27 @@ impl Decoder {
         }
         d.frame = Some(frame);
         Ok(d)
+    }
+
+    /// Reads the tables of a tables-only stream; a frame or scan in it is declined.
+    fn tables_only(&mut self, tables: &[u8]) -> Result<(), ScaledError> {
+        if !tables.starts_with(&[0xFF, 0xD8]) {
+            return Err(ScaledError::Corrupt("no SOI marker in the tables"));
+        }
+        let mut pos = 2;
+        while let Some((seg, next)) = markers::next_segment(tables, pos) {
+            pos = next;
+            match seg.marker {
+                0xD9 => break,
+                m if m == 0xDA || is_frame_header(m) => {
+                    return Err(ScaledError::Unsupported(
+                        "image data in a tables-only stream",
+                    ))
+                }
+                _ => self.tables.read(&seg)?,
+            }
+        }
+        Ok(())
     }
 
     fn segments(&mut self, data: &[u8]) -> Result<(), ScaledError> {
