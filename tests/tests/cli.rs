@@ -32,10 +32,12 @@ fn thumbd() -> &'static Path {
         };
         let status = Command::new(env!("CARGO"))
             .args(["build", "--quiet", "-p", "thumbd", "--bin", "thumbd"])
-            .args(if cfg!(feature = "avif") {
-                &["--features", "avif"][..]
-            } else {
-                &[]
+            // The features this test was built with, so that the binary shares its engine build.
+            .args(match (cfg!(feature = "heif"), cfg!(feature = "avif")) {
+                (true, true) => &["--features", "heif,avif"][..],
+                (true, false) => &["--features", "heif"][..],
+                (false, true) => &["--features", "avif"][..],
+                (false, false) => &[],
             })
             .args(["--profile", profile, "--target-dir"])
             .arg(target_dir)
