@@ -439,21 +439,6 @@ fn decode_page(
     ))
 }
 
-/// Rows of a page, reduced by `shrink` as they arrive (or kept whole at 1).
-enum Sink {
-    Whole(Vec<u8>),
-    Reduced(BoxShrinker),
-}
-
-impl Sink {
-    fn push(&mut self, row: &[u8]) {
-        match self {
-            Sink::Whole(rows) => rows.extend_from_slice(row),
-            Sink::Reduced(shrinker) => shrinker.push_row(row),
-        }
-    }
-}
-
 fn read_page(
     decoder: &mut Decoder<Cursor<&[u8]>>,
     layout: &Layout,
@@ -463,11 +448,8 @@ fn read_page(
     let model = layout.model();
     let channels = model.channels();
     let row_out = width as usize * channels;
-    let mut sink = if shrink > 1 {
-        Sink::Reduced(BoxShrinker::new(width, height, shrink, model))
-    } else {
-        Sink::Whole(Vec::with_capacity(row_out * height as usize))
-    };
+    // Rows are reduced as they arrive; at 1 the shrinker only collects them.
+    let mut sink = BoxShrinker::new(width, height, shrink, model);
     let (chunk_w, chunk_h) = layout.chunk;
     let across = width.div_ceil(chunk_w.max(1));
     let down = height.div_ceil(chunk_h.max(1));
@@ -505,7 +487,7 @@ fn read_page(
                     .get(r * src_row..(r + 1) * src_row)
                     .ok_or_else(short)?;
                 convert_row(layout.samples, src, width as usize, &mut row);
-                sink.push(&row);
+                sink.push_row(&row);
             }
             continue;
         }
@@ -525,13 +507,10 @@ fn read_page(
             }
         }
         for r in 0..rows_here {
-            sink.push(&band[r * row_out..(r + 1) * row_out]);
+            sink.push_row(&band[r * row_out..(r + 1) * row_out]);
         }
     }
-    Ok(match sink {
-        Sink::Whole(rows) => Bitmap::new(width, height, model, rows),
-        Sink::Reduced(shrinker) => shrinker.finish(),
-    })
+    Ok(sink.finish())
 }
 
 /// Reads a JPEG-compressed page ([`Layout::jpeg`]) through the reduced JPEG decoder at
@@ -572,16 +551,7 @@ fn read_jpeg_page(
     let model = layout.model();
     let channels = model.channels();
     let row_out = page_w * channels;
-    let mut sink = if factor > 1 {
-        Sink::Reduced(BoxShrinker::new(
-            page_w as u32,
-            page_h as u32,
-            factor,
-            model,
-        ))
-    } else {
-        Sink::Whole(Vec::with_capacity(row_out * page_h))
-    };
+    let mut sink = BoxShrinker::new(page_w as u32, page_h as u32, factor, model);
     let band_rows = reduce(chunk_h);
     let mut band = vec![0u8; if layout.tiled { row_out * band_rows } else { 0 }];
     for band_index in 0..down {
@@ -634,20 +604,17 @@ fn read_jpeg_page(
                     let at = r * row_out + out_x * channels;
                     band[at..at + out_w * channels].copy_from_slice(src);
                 } else {
-                    sink.push(src);
+                    sink.push_row(src);
                 }
             }
         }
         if layout.tiled {
             for r in 0..reduce(rows_here) {
-                sink.push(&band[r * row_out..(r + 1) * row_out]);
+                sink.push_row(&band[r * row_out..(r + 1) * row_out]);
             }
         }
     }
-    Some(match sink {
-        Sink::Whole(rows) => Bitmap::new(page_w as u32, page_h as u32, model, rows),
-        Sink::Reduced(shrinker) => shrinker.finish(),
-    })
+    Some(sink.finish())
 }
 
 fn short() -> Error {
