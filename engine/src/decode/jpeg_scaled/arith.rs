@@ -16,7 +16,7 @@
 
 use super::baseline::{emit_rows, fill_grey};
 use super::idct::{self, AnyBasis};
-use super::markers::{self, Conditioning, ZIGZAG};
+use super::markers::{self, Conditioning};
 use super::output::Assembler;
 use super::progressive::Coefs;
 use super::scan::BlockDecoder;
@@ -458,7 +458,7 @@ impl<'r> BlockDecoder<ArithReader<'r>> for Sequential<'_> {
         let kx = usize::from(self.cond.ac_k[c.ta]);
         // A failed block keeps the coefficients decoded before the failure, as in libjpeg.
         r.ac_band(&mut self.bins.ac[c.ta], kx, (1, 63), |k, v| {
-            block[ZIGZAG[k]] = v as i16;
+            block[k] = v as i16;
         });
         let (nx, ny, stride) = (c.plane.nx, c.plane.ny, c.plane.stride);
         let start = c.plane.row_start(by * ny) + bx * nx;
@@ -574,7 +574,7 @@ impl<'r> BlockDecoder<ArithReader<'r>> for AcScan<'_> {
         if self.ah == 0 {
             let al = self.al;
             r.ac_band(&mut self.bins, self.kx, (self.ss, self.se), |k, v| {
-                block[ZIGZAG[k]] = v.wrapping_shl(al) as i16;
+                block[k] = v.wrapping_shl(al) as i16;
             });
         } else {
             refine(r, &mut self.bins, block, (self.ss, self.se), self.al);
@@ -599,7 +599,7 @@ fn refine(
     let p1 = 1i16.wrapping_shl(al);
     let m1 = (-1i16).wrapping_shl(al);
     // The end of block of the earlier passes: no end-of-block decision before it.
-    let kex = (1..=se).rev().find(|&k| block[ZIGZAG[k]] != 0).unwrap_or(0);
+    let kex = (1..=se).rev().find(|&k| block[k] != 0).unwrap_or(0);
     let mut k = ss;
     while k <= se {
         let mut st = 3 * (k - 1);
@@ -607,7 +607,7 @@ fn refine(
             return;
         }
         loop {
-            let coef = &mut block[ZIGZAG[k]];
+            let coef = &mut block[k];
             if *coef != 0 {
                 if r.decode(&mut bins[st + 2]) {
                     *coef = coef.wrapping_add(if *coef < 0 { m1 } else { p1 });

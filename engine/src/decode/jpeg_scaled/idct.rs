@@ -52,8 +52,6 @@ pub(super) struct Basis<const L: usize> {
     nx: usize,
     ny: usize,
     zz: Box<[[f32; L]; 64]>,
-    /// The same in natural order, for stored blocks.
-    natural: Box<[[f32; L]; 64]>,
 }
 
 impl<const L: usize> Basis<L> {
@@ -72,16 +70,7 @@ impl<const L: usize> Basis<L> {
                 }
             }
         }
-        let mut natural = Box::new([[0f32; L]; 64]);
-        for (k, lanes) in zz.iter().enumerate() {
-            natural[ZIGZAG[k]] = *lanes;
-        }
-        Basis {
-            nx,
-            ny,
-            zz,
-            natural,
-        }
+        Basis { nx, ny, zz }
     }
 
     /// Adds coefficient `value` at zigzag position `k` to the block's sums. A position past the
@@ -108,11 +97,12 @@ impl<const L: usize> Basis<L> {
         }
     }
 
-    /// Reduces a stored block of coefficients in natural order. Rows of zeros (most of the
-    /// high-frequency rows) are skipped whole; within a row the sum is branch-free.
+    /// Reduces a stored block of coefficients in zigzag order. Runs of eight zeros (most of the
+    /// high frequencies, which zigzag order puts last) are skipped whole; within a run the sum
+    /// is branch-free.
     fn reduce(&self, block: &[i16; 64], out: &mut [u8], stride: usize) {
         let mut acc = [0f32; L];
-        for (row, lanes) in block.chunks_exact(8).zip(self.natural.chunks_exact(8)) {
+        for (row, lanes) in block.chunks_exact(8).zip(self.zz.chunks_exact(8)) {
             if row.iter().all(|&c| c == 0) {
                 continue;
             }
@@ -149,7 +139,7 @@ impl AnyBasis {
         })
     }
 
-    /// Reduces a stored block of coefficients in natural order into `out`.
+    /// Reduces a stored block of coefficients in zigzag order into `out`.
     pub(super) fn reduce(&self, block: &[i16; 64], out: &mut [u8], stride: usize) {
         match self {
             AnyBasis::L4(b) => b.reduce(block, out, stride),
@@ -207,7 +197,8 @@ mod tests {
         for (nx, ny) in [(2usize, 2usize), (4, 4), (4, 2), (1, 2), (2, 4)] {
             let basis = AnyBasis::new(nx, ny, &q).unwrap();
             let mut out = vec![0u8; nx * ny];
-            basis.reduce(&coefs, &mut out, nx);
+            let zigzag: [i16; 64] = std::array::from_fn(|k| coefs[ZIGZAG[k]]);
+            basis.reduce(&zigzag, &mut out, nx);
             let (cx, cy) = (8 / nx, 8 / ny);
             for i in 0..ny {
                 for j in 0..nx {

@@ -11,9 +11,10 @@
 //!   into a coefficient store first (the cell average needs the high odd frequencies).
 //!
 //! Subsampled chroma gets a larger IDCT output than luma where its coefficients are decoded
-//! anyway (up to 4×4 per block, as libjpeg's DCT scaling does), so the IDCT itself upsamples
-//! it; what remains (and all chroma of a progressive 1/8 decode, which reads DC only) is
-//! upsampled with a triangle filter, then converted to RGB ([`output`]); CMYK and YCCK
+//! anyway (up to 8×8 per block, as libjpeg's DCT scaling does: 4:2:0 chroma at 1/2 comes out
+//! of an 8×8 IDCT at the output resolution), so the IDCT itself upsamples it; what remains
+//! (and all chroma of a progressive 1/8 decode, which reads DC only) is upsampled with a
+//! triangle filter, then converted to RGB ([`output`]); CMYK and YCCK
 //! planes are handed back raw, as zune-jpeg's full decode hands them, so `decode/jpeg.rs`
 //! normalises both paths identically. Headers, ICC and EXIF stay with zune-jpeg.
 //!
@@ -532,7 +533,7 @@ impl Decoder {
                     if dc_only {
                         n
                     } else {
-                        (n * ratio).min(n.max(4))
+                        (n * ratio).min(8)
                     }
                 };
                 let (nx, ny) = (grow(frame.hmax / c.h), grow(frame.vmax / c.v));

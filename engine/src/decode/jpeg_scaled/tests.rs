@@ -130,6 +130,35 @@ fn compare_planes(data: &[u8], full: &Full, scale: u32) -> Result<Option<Vec<Sta
             8 * frame.vmax / comp.v / plane.ny,
         );
         let (nx, ny) = (full.width / cw, full.height / ch);
+        // A 2× subsampled component decoded at one sample per source sample (the 8×8 IDCT of
+        // a chroma block at 1/2) is compared as the full decode sees it: that decode's
+        // triangle upsampling, averaged over the two output pixels of a sample, is the
+        // [1, 6, 1]/8 filter of the samples along that axis.
+        let native = |ratio: usize, n: usize| ratio == 2 && n == 8;
+        let smooth_x = native(frame.hmax / comp.h, plane.nx);
+        let smooth_y = native(frame.vmax / comp.v, plane.ny);
+        let sample = |x: usize, y: usize| {
+            let at = |x: usize, y: usize| f64::from(plane.data[y * plane.stride + x]);
+            let taps = |smooth: bool, i: usize, last: usize| {
+                if smooth {
+                    [
+                        (i.saturating_sub(1), 0.125),
+                        (i, 0.75),
+                        ((i + 1).min(last), 0.125),
+                    ]
+                } else {
+                    [(i, 1.0), (i, 0.0), (i, 0.0)]
+                }
+            };
+            let (wide, high) = (full.width.div_ceil(cw), full.height.div_ceil(ch));
+            let mut v = 0.0;
+            for (sy, wy) in taps(smooth_y, y, high - 1) {
+                for (sx, wx) in taps(smooth_x, x, wide - 1) {
+                    v += wx * wy * at(sx, sy);
+                }
+            }
+            v
+        };
         let (mut max, mut sum) = (0f64, 0f64);
         for y in 0..ny {
             for x in 0..nx {
@@ -142,7 +171,7 @@ fn compare_planes(data: &[u8], full: &Full, scale: u32) -> Result<Option<Vec<Sta
                     }
                 }
                 let oracle = total as f64 / (cw * ch) as f64;
-                let d = (f64::from(plane.data[y * plane.stride + x]) - oracle).abs();
+                let d = (sample(x, y) - oracle).abs();
                 sum += d;
                 if !clipped {
                     max = max.max(d);
