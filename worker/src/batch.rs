@@ -334,6 +334,128 @@ fn write_output(path: &Path, data: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The three stages of a batch run, so the engine threads never wait on the disk: a reader
+/// thread reads inputs ahead, the engine threads (the pool) make thumbnails, the calling thread
+/// writes them and reports.
+struct Stages<'a> {
+    pool: &'a rayon::ThreadPool,
+    threads: usize,
+    request: &'a Request,
+    limits: Limits,
+    out_dir: &'a Path,
+}
+
+/// Inputs read ahead wait here for an engine thread, at most `2 × threads` of them and at most
+/// `max_input_bytes` in all (one larger input is still let through alone), so the read-ahead
+/// adds at most about one maximal input to what the engine threads hold.
+struct ReadAhead {
+    /// Bytes queued, and whether the run stopped early (nothing will be released any more).
+    state: std::sync::Mutex<(u64, bool)>,
+    freed: std::sync::Condvar,
+    limit: u64,
+}
+
+impl ReadAhead {
+    fn new(limit: u64) -> Self {
+        ReadAhead {
+            state: std::sync::Mutex::new((0, false)),
+            freed: std::sync::Condvar::new(),
+            limit,
+        }
+    }
+
+    /// Waits until `len` more bytes fit (or nothing is queued), then counts them. False once
+    /// the run has stopped.
+    fn admit(&self, len: u64) -> bool {
+        let mut state = self.state.lock().expect("not poisoned");
+        while !state.1 && state.0 > 0 && state.0 + len > self.limit {
+            state = self.freed.wait(state).expect("not poisoned");
+        }
+        state.0 += len;
+        !state.1
+    }
+
+    /// An engine thread took `len` bytes off the queue.
+    fn release(&self, len: u64) {
+        self.state.lock().expect("not poisoned").0 -= len;
+        self.freed.notify_all();
+    }
+
+    /// The run stopped early: the reader must not wait for bytes nobody will release.
+    fn stop(&self) {
+        self.state.lock().expect("not poisoned").1 = true;
+        self.freed.notify_all();
+    }
+
+    #[cfg(test)]
+    fn queued(&self) -> u64 {
+        self.state.lock().expect("not poisoned").0
+    }
+}
+
+impl Stages<'_> {
+    /// Runs `jobs` through the stages, reading each with `read`; `report` gets one report per
+    /// job on this thread, in the order they finish. Stops early if `report` fails.
+    fn run(
+        &self,
+        jobs: Vec<Job>,
+        read: impl Fn(Job, &Limits) -> Result<Read, Report> + Send + 'static,
+        report: &mut dyn FnMut(Report) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let (threads, limits) = (self.threads, self.limits);
+        let (read_tx, read_rx) = crossbeam_channel::bounded::<Read>(2 * threads);
+        let (done_tx, done_rx) = crossbeam_channel::bounded::<Result<Made, Report>>(2 * threads);
+        let ahead = std::sync::Arc::new(ReadAhead::new(limits.max_input_bytes));
+        let reader = {
+            let (done_tx, ahead) = (done_tx.clone(), ahead.clone());
+            std::thread::Builder::new()
+                .name("thumbd-read".into())
+                .spawn(move || {
+                    for job in jobs {
+                        let sent = match read(job, &limits) {
+                            Ok(input) => {
+                                ahead.admit(input.data.len() as u64) && read_tx.send(input).is_ok()
+                            }
+                            Err(report) => done_tx.send(Err(report)).is_ok(),
+                        };
+                        if !sent {
+                            break;
+                        }
+                    }
+                })
+                .context("starting the reader thread")?
+        };
+        for _ in 0..threads {
+            let (read_rx, done_tx) = (read_rx.clone(), done_tx.clone());
+            let (request, ahead) = (self.request.clone(), ahead.clone());
+            self.pool.spawn(move || {
+                for input in read_rx {
+                    ahead.release(input.data.len() as u64);
+                    if done_tx.send(make(input, &request, &limits)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop((read_rx, done_tx));
+        let mut result = Ok(());
+        for done in &done_rx {
+            let done = done.map_or_else(|failed| failed, |made| write_outputs(made, self.out_dir));
+            result = report(done);
+            if result.is_err() {
+                break;
+            }
+        }
+        // Unblocks the engine threads and then the reader if `report` stopped the run early.
+        drop(done_rx);
+        ahead.stop();
+        reader
+            .join()
+            .map_err(|_| anyhow::anyhow!("the reader thread panicked"))?;
+        result
+    }
+}
+
 /// Runs the `thumbnail` subcommand.
 pub fn run(args: ThumbnailArgs) -> anyhow::Result<ExitCode> {
     let request = args.image.request();
@@ -347,7 +469,7 @@ pub fn run(args: ThumbnailArgs) -> anyhow::Result<ExitCode> {
         .map_or_else(|| Resources::detect().cpus, |t| t as usize);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
-        .thread_name(|i| format!("thumbd-{i}"))
+        .thread_name(|i| format!("thumbd-engine-{i}"))
         .build()
         .context("starting the thread pool")?;
 
@@ -367,50 +489,11 @@ pub fn run(args: ThumbnailArgs) -> anyhow::Result<ExitCode> {
         indicatif::ProgressBar::hidden()
     };
 
-    // Three stages, so the engine threads never wait on the disk: a reader thread reads inputs
-    // ahead, the engine threads make thumbnails, this thread writes them and reports. The
-    // queues hold two inputs per engine thread, which bounds the memory the read-ahead takes.
     let start = Instant::now();
-    let (read_tx, read_rx) = crossbeam_channel::bounded::<Read>(2 * threads);
-    let (done_tx, done_rx) = crossbeam_channel::bounded::<Result<Made, Report>>(2 * threads);
-    let reader = {
-        let done_tx = done_tx.clone();
-        std::thread::Builder::new()
-            .name("thumbd-read".into())
-            .spawn(move || {
-                for job in jobs {
-                    let sent = match read_input(job, &limits) {
-                        Ok(read) => read_tx.send(read).is_ok(),
-                        Err(report) => done_tx.send(Err(report)).is_ok(),
-                    };
-                    if !sent {
-                        break;
-                    }
-                }
-            })
-            .context("starting the reader thread")?
-    };
-    for _ in 0..threads {
-        let (read_rx, done_tx, request) = (read_rx.clone(), done_tx.clone(), request.clone());
-        pool.spawn(move || {
-            for read in read_rx {
-                if done_tx.send(make(read, &request, &limits)).is_err() {
-                    break;
-                }
-            }
-        });
-    }
-    drop((read_rx, done_tx));
     let out_dir = args.out.clone();
-    let rx = early_failures.into_iter().chain(
-        done_rx
-            .into_iter()
-            .map(|done| done.map_or_else(|report| report, |made| write_outputs(made, &out_dir))),
-    );
-
     let mut stdout = std::io::stdout().lock();
     let (mut ok, mut failed, mut megapixels) = (0usize, 0usize, 0.0f64);
-    for report in rx {
+    let mut on_report = |report: Report| -> anyhow::Result<()> {
         if report.ok {
             ok += 1;
             megapixels += report.input_megapixels;
@@ -431,11 +514,20 @@ pub fn run(args: ThumbnailArgs) -> anyhow::Result<ExitCode> {
             stdout.write_all(b"\n")?;
         }
         progress.inc(1);
+        Ok(())
+    };
+    for report in early_failures {
+        on_report(report)?;
     }
+    let stages = Stages {
+        pool: &pool,
+        threads,
+        request: &request,
+        limits,
+        out_dir: &out_dir,
+    };
+    stages.run(jobs, read_input, &mut on_report)?;
     progress.finish_and_clear();
-    reader
-        .join()
-        .map_err(|_| anyhow::anyhow!("the reader thread panicked"))?;
     let secs = start.elapsed().as_secs_f64().max(1e-9);
     let peak_rss = peak_rss_bytes().map_or_else(
         || "unknown".to_string(),
@@ -531,5 +623,213 @@ mod tests {
                 Path::new("z/one/a.jpg"),
             ]
         );
+    }
+    /// A small photo of the committed corpus that every build decodes.
+    fn photo() -> Vec<u8> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/pil_empty_gps_ifd.jpg");
+        std::fs::read(path).unwrap()
+    }
+
+    fn pool(threads: usize) -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+    }
+
+    fn job(input: PathBuf, name: &str) -> Job {
+        Job {
+            input,
+            name: PathBuf::from(name),
+        }
+    }
+
+    /// Every job is reported once, whichever stage it fails in, with the error kind of that
+    /// stage; the good ones are written under their names.
+    #[test]
+    fn each_input_is_reported_once_with_its_stages_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, out) = (tmp.path().join("in"), tmp.path().join("out"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&out).unwrap();
+        let photo = photo();
+        let file = |name: &str, bytes: &[u8]| {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).unwrap();
+            path
+        };
+        let mut big = photo.clone();
+        big.resize(photo.len() * 4, 0);
+        // The writer cannot make this input's folder: a file is in its way.
+        std::fs::write(out.join("blocked.jpg"), b"x").unwrap();
+        let jobs = vec![
+            job(file("a.jpg", &photo), "a.jpg"),
+            job(dir.join("missing.jpg"), "missing.jpg"),
+            job(file("corrupt.jpg", b"\xff\xd8\xff garbage"), "corrupt.jpg"),
+            job(file("big.jpg", &big), "big.jpg"),
+            job(file("blocked.jpg", &photo), "blocked.jpg"),
+            job(file("b.jpg", &photo), "b.jpg"),
+        ];
+        let limits = Limits {
+            max_input_bytes: photo.len() as u64 * 2,
+            ..Limits::default()
+        };
+        let pool = pool(2);
+        let request = Request::default();
+        let stages = Stages {
+            pool: &pool,
+            threads: 2,
+            request: &request,
+            limits,
+            out_dir: &out,
+        };
+        let mut reports = Vec::new();
+        stages
+            .run(jobs, read_input, &mut |r| {
+                reports.push(r);
+                Ok(())
+            })
+            .unwrap();
+        let mut kinds: Vec<(String, String)> = reports
+            .iter()
+            .map(|r| {
+                let name = Path::new(&r.input).file_name().unwrap().to_string_lossy();
+                let kind = r.error.as_ref().map_or("ok".into(), |e| e.kind.clone());
+                (name.into_owned(), kind)
+            })
+            .collect();
+        kinds.sort();
+        let expect = [
+            ("a.jpg", "ok"),
+            ("b.jpg", "ok"),
+            ("big.jpg", "input_too_large"),
+            ("blocked.jpg", "io"),
+            ("corrupt.jpg", "truncated"),
+            ("missing.jpg", "io"),
+        ];
+        assert_eq!(
+            kinds,
+            expect.map(|(n, k)| (n.to_string(), k.to_string())),
+            "{reports:?}"
+        );
+        for name in ["a.jpg", "b.jpg"] {
+            let written = naming::thumbnail_path(&out, Path::new(name), 256, "jpg");
+            assert!(written.is_file(), "{}", written.display());
+        }
+        let blocked = reports.iter().find(|r| r.input.ends_with("blocked.jpg"));
+        let message = &blocked.unwrap().error.as_ref().unwrap().message;
+        assert!(message.starts_with("writing "), "{message}");
+    }
+
+    /// While the writer (the reporting thread) is stuck, the reader stops: the queues hold a
+    /// few inputs per engine thread, not the whole batch.
+    #[test]
+    fn reading_ahead_stops_while_the_writer_waits() {
+        let tmp = tempfile::tempdir().unwrap();
+        let input = tmp.path().join("a.jpg");
+        std::fs::write(&input, photo()).unwrap();
+        const JOBS: usize = 40;
+        let jobs = (0..JOBS)
+            .map(|i| job(input.clone(), &format!("{i}.jpg")))
+            .collect();
+        let read = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = read.clone();
+        let reader = move |job: Job, limits: &Limits| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            read_input(job, limits)
+        };
+        let pool = pool(1);
+        let request = Request::default();
+        let out = tmp.path().join("out");
+        let stages = Stages {
+            pool: &pool,
+            threads: 1,
+            request: &request,
+            limits: Limits::default(),
+            out_dir: &out,
+        };
+        let (mut reported, mut read_while_stuck) = (0, 0);
+        stages
+            .run(jobs, reader, &mut |r| {
+                assert!(r.ok, "{r:?}");
+                reported += 1;
+                if reported == 1 {
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    read_while_stuck = read.load(std::sync::atomic::Ordering::SeqCst);
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(reported, JOBS);
+        // One reported, two finished waiting for the writer, one in the engine, two read
+        // ahead, one held by the reader: 7 at one thread.
+        assert!(
+            (2..=7).contains(&read_while_stuck),
+            "{read_while_stuck} inputs read while the writer was stuck"
+        );
+    }
+
+    /// Inputs read ahead are bounded in bytes too: at most `max_input_bytes` wait, and one
+    /// larger input still goes through alone. A run stopped early frees a waiting reader.
+    #[test]
+    fn read_ahead_bytes_are_bounded() {
+        let ahead = std::sync::Arc::new(ReadAhead::new(100));
+        assert!(ahead.admit(60));
+        let waiting = {
+            let ahead = ahead.clone();
+            std::thread::spawn(move || ahead.admit(60))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(!waiting.is_finished(), "admitted over the bound");
+        assert_eq!(ahead.queued(), 60);
+        ahead.release(60);
+        assert!(waiting.join().unwrap());
+        assert_eq!(ahead.queued(), 60);
+        ahead.release(60);
+        // Larger than the bound, alone: admitted.
+        assert!(ahead.admit(500));
+        let stuck = {
+            let ahead = ahead.clone();
+            std::thread::spawn(move || ahead.admit(1))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(!stuck.is_finished());
+        ahead.stop();
+        assert!(!stuck.join().unwrap(), "a stopped run admits nothing");
+    }
+
+    /// A report that cannot be written (stdout closed) stops the run and returns its error,
+    /// without leaving the reader waiting on a full queue.
+    #[test]
+    fn a_failing_report_stops_the_run() {
+        let tmp = tempfile::tempdir().unwrap();
+        let photo = photo();
+        let input = tmp.path().join("a.jpg");
+        std::fs::write(&input, &photo).unwrap();
+        let jobs = (0..20)
+            .map(|i| job(input.clone(), &format!("{i}.jpg")))
+            .collect();
+        let pool = pool(2);
+        let request = Request::default();
+        let out = tmp.path().join("out");
+        // One input's bytes at a time in the queue: the reader waits on the byte bound.
+        let limits = Limits {
+            max_input_bytes: photo.len() as u64,
+            ..Limits::default()
+        };
+        let stages = Stages {
+            pool: &pool,
+            threads: 2,
+            request: &request,
+            limits,
+            out_dir: &out,
+        };
+        let mut calls = 0;
+        let result = stages.run(jobs, read_input, &mut |_| {
+            calls += 1;
+            anyhow::bail!("broken pipe")
+        });
+        assert_eq!(result.unwrap_err().to_string(), "broken pipe");
+        assert_eq!(calls, 1);
     }
 }

@@ -3,6 +3,8 @@
 //! ```text
 //! allowed bucket, size, type ─▶ slot ─▶ open (metadata + first 64 KiB) ─▶ reserve input bytes
 //!   ─▶ probe (header) ─▶ read the rest ─▶ reserve engine bytes ─▶ crossbeam
+//! (a notification states the size: its input bytes are reserved before the open, and the
+//!  open and the rest are one request)
 //!                                                                                     │
 //!          ack ◀─ event ◀─ conditional writes ◀─ oneshot ◀─ rayon: engine ◀───────────┘
 //! ```
@@ -283,12 +285,29 @@ impl<S: Store> Pipeline<S> {
             _ = self.shutdown.wait() => return Err(JobError::ShuttingDown),
         };
 
-        // The object's metadata and first bytes: its size, type and header are checked, and
-        // its input bytes reserved, before the rest is read.
+        // The compressed original counts from before the bulk of its bytes arrives until the
+        // engine is done with it. A notification states its size: reserved before the read,
+        // which then takes one request for the whole object (`whole`). Otherwise the object's
+        // metadata and first bytes come first, and its size (or the cap) is reserved from them.
+        let (cap, why) = self.input_cap();
+        let reserved_first = match job.size {
+            Some(size) => Some(tokio::select! {
+                r = self.admission.reserve_input(size) => r,
+                _ = self.shutdown.wait() => return Err(JobError::ShuttingDown),
+            }),
+            None => None,
+        };
+        // Its size, type and header are checked before the rest is read.
         let t = Instant::now();
-        let opened = match self
+        let mut opened = match self
             .store
-            .open(&job.bucket, &job.name, job.generation, HEAD_BYTES)
+            .open(
+                &job.bucket,
+                &job.name,
+                job.generation,
+                HEAD_BYTES,
+                reserved_first.is_some(),
+            )
             .await
         {
             Err(StoreError::NotFound) => return self.missing(job).await,
@@ -307,14 +326,20 @@ impl<S: Store> Pipeline<S> {
         {
             return Err(JobError::NotAnImage(t.to_string()));
         }
-        let (cap, why) = self.input_cap();
-        // The compressed original counts from before the bulk of its bytes arrives until the
-        // engine is done with it.
-        let input = tokio::select! {
-            r = self.admission.reserve_input(size.unwrap_or(cap)) => r,
-            _ = self.shutdown.wait() => return Err(JobError::ShuttingDown),
+        let needed = size.unwrap_or(cap);
+        let input = match reserved_first {
+            Some(reserved) if reserved.bytes() >= needed => reserved,
+            // The object is larger than its notification said (another generation): the rest
+            // of the same read waits until the larger reservation is made.
+            smaller => {
+                drop(smaller);
+                tokio::select! {
+                    r = self.admission.reserve_input(needed) => r,
+                    _ = self.shutdown.wait() => return Err(JobError::ShuttingDown),
+                }
+            }
         };
-        let mut data = opened.head;
+        let mut data = std::mem::take(&mut opened.head);
         let partial = size.is_none_or(|size| (data.len() as u64) < size);
         // Header only: refuses bombs and unsupported files before reading the rest.
         let early = match partial {
@@ -329,7 +354,14 @@ impl<S: Store> Pipeline<S> {
             let limit = size.unwrap_or(cap).min(cap);
             match self
                 .store
-                .read_rest(&job.bucket, &job.name, opened.generation, limit, &mut data)
+                .read_rest(
+                    &job.bucket,
+                    &job.name,
+                    opened.generation,
+                    limit,
+                    &mut data,
+                    opened.rest.take(),
+                )
                 .await
             {
                 Err(StoreError::NotFound) => return self.missing(job).await,

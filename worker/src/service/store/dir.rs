@@ -83,13 +83,17 @@ impl DirStore {
 }
 
 impl Store for DirStore {
+    type Rest = ();
+
     async fn open(
         &self,
         _bucket: &str,
         name: &str,
         generation: Option<i64>,
         head_len: u64,
-    ) -> Result<Opened, StoreError> {
+        // A second open of a local file costs nothing worth saving.
+        _whole: bool,
+    ) -> Result<Opened<()>, StoreError> {
         use tokio::io::AsyncReadExt;
         let (path, meta) = self.at_generation(name, generation).await?;
         let file = tokio::fs::File::open(&path)
@@ -105,6 +109,7 @@ impl Store for DirStore {
             size: Some(meta.len()),
             content_type: None,
             head,
+            rest: None,
         })
     }
 
@@ -115,6 +120,7 @@ impl Store for DirStore {
         generation: i64,
         limit: u64,
         buf: &mut Vec<u8>,
+        _rest: Option<()>,
     ) -> Result<(), StoreError> {
         use tokio::io::{AsyncReadExt, AsyncSeekExt};
         let (path, meta) = self.at_generation(name, Some(generation)).await?;

@@ -7,6 +7,7 @@ use google_cloud_gax::error::rpc::Code;
 use google_cloud_gax::retry_policy::RetryPolicyExt;
 use google_cloud_storage::client::Storage;
 use google_cloud_storage::model_ext::ReadRange;
+use google_cloud_storage::read_object::ReadObjectResponse;
 use thumbd_engine::Thumbnail;
 
 use super::{Opened, Put, SourceRef, Store, StoreError};
@@ -80,17 +81,20 @@ pub(crate) fn is_precondition_failed(err: &google_cloud_storage::Error) -> bool 
 }
 
 impl Store for GcsStore {
+    type Rest = ReadObjectResponse;
+
     async fn open(
         &self,
         bucket: &str,
         name: &str,
         generation: Option<i64>,
         head_len: u64,
-    ) -> Result<Opened, StoreError> {
-        let mut read = self
-            .client
-            .read_object(Self::bucket_path(bucket), name)
-            .set_read_range(ReadRange::head(head_len.max(1)));
+        whole: bool,
+    ) -> Result<Opened<ReadObjectResponse>, StoreError> {
+        let mut read = self.client.read_object(Self::bucket_path(bucket), name);
+        if !whole {
+            read = read.set_read_range(ReadRange::head(head_len.max(1)));
+        }
         if let Some(generation) = generation {
             read = read.set_generation(generation);
         }
@@ -98,26 +102,30 @@ impl Store for GcsStore {
         let object = response.object();
         let stated = u64::try_from(object.size).ok().filter(|&s| s > 0);
         let mut head = Vec::with_capacity(head_len.min(stated.unwrap_or(head_len)) as usize);
+        let mut ended = true;
         while let Some(chunk) = response.next().await {
             let chunk = chunk.map_err(|e| classify(&e, true))?;
-            // A server ignoring the range must not make us hold the whole object here.
-            let room = (head_len as usize).saturating_sub(head.len());
-            head.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if whole {
+                // The rest of this chunk is the object's too: kept, and read on from here.
+                head.extend_from_slice(&chunk);
+            } else {
+                // A server ignoring the range must not make us hold the whole object here.
+                let room = (head_len as usize).saturating_sub(head.len());
+                head.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
             if head.len() as u64 >= head_len {
+                ended = false;
                 break;
             }
         }
         // Fewer bytes than asked for is the whole object, whatever the headers said.
-        let whole = (head.len() as u64) < head_len;
+        let all = ended && (whole || (head.len() as u64) < head_len);
         Ok(Opened {
             generation: object.generation,
-            size: if whole {
-                Some(head.len() as u64)
-            } else {
-                stated
-            },
+            size: if all { Some(head.len() as u64) } else { stated },
             content_type: Some(object.content_type).filter(|t| !t.is_empty()),
             head,
+            rest: (whole && !ended).then_some(response),
         })
     }
 
@@ -128,19 +136,28 @@ impl Store for GcsStore {
         generation: i64,
         limit: u64,
         buf: &mut Vec<u8>,
+        rest: Option<ReadObjectResponse>,
     ) -> Result<(), StoreError> {
-        let mut response = self
-            .client
-            .read_object(Self::bucket_path(bucket), name)
-            .set_generation(generation)
-            .set_read_range(ReadRange::offset(buf.len() as u64))
-            .send()
-            .await
-            .map_err(|e| classify(&e, true))?;
+        let mut response = match rest {
+            Some(response) => response,
+            None => self
+                .client
+                .read_object(Self::bucket_path(bucket), name)
+                .set_generation(generation)
+                .set_read_range(ReadRange::offset(buf.len() as u64))
+                .send()
+                .await
+                .map_err(|e| classify(&e, true))?,
+        };
         let stated = u64::try_from(response.object().size)
             .ok()
             .filter(|&s| s > 0);
-        buf.reserve_exact(stated.unwrap_or(0).min(limit) as usize);
+        buf.reserve_exact(
+            stated
+                .unwrap_or(0)
+                .min(limit)
+                .saturating_sub(buf.len() as u64) as usize,
+        );
         while let Some(chunk) = response.next().await {
             let chunk = chunk.map_err(|e| classify(&e, true))?;
             if (buf.len() + chunk.len()) as u64 > limit {

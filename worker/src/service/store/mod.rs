@@ -4,7 +4,9 @@
 //! An original is read in two steps: [`Store::open`] returns its metadata and first bytes
 //! (enough for the header check), and [`Store::read_rest`] the remainder of exactly that
 //! generation, so the pipeline can refuse by size, type or header, and reserve memory, before
-//! the bulk of the bytes arrives.
+//! the bulk of the bytes arrives. When the pipeline has reserved the object's bytes before
+//! opening it (a notification states the size), both steps are one request: `open` asks for the
+//! whole object and stops reading after the first bytes, and `read_rest` reads on.
 //!
 //! Every thumbnail records the source bucket, object and generation it was made from
 //! ([`crate::naming`]); a write first reads that record and refuses to replace thumbnails of a
@@ -62,7 +64,7 @@ impl StoreError {
 
 /// An original's metadata and first bytes.
 #[derive(Debug)]
-pub struct Opened {
+pub struct Opened<R> {
     /// The generation actually read (the live one when the job named none).
     pub generation: i64,
     /// The whole object's size in bytes, if the store said (fake-gcs-server's media downloads
@@ -70,8 +72,11 @@ pub struct Opened {
     pub size: Option<u64>,
     /// The stored content type, if any.
     pub content_type: Option<String>,
-    /// The first bytes (all of them for a small object).
+    /// The first bytes (all of them for a small object; a few more than asked for when the
+    /// whole object was).
     pub head: Vec<u8>,
+    /// The rest of the object, still to be read from the same request (`whole` opens only).
+    pub rest: Option<R>,
 }
 
 /// Where a thumbnail came from; recorded on it.
@@ -92,17 +97,26 @@ pub enum Put {
 
 /// Source reads and thumbnail writes.
 pub trait Store: Send + Sync + 'static {
-    /// Metadata and the first `head_len` bytes of `name` (at `generation` if given).
+    /// A read of a whole object stopped after its first bytes ([`Opened::rest`]).
+    type Rest: Send;
+
+    /// Metadata and the first `head_len` bytes of `name` (at `generation` if given). With
+    /// `whole`, for a caller that has reserved the object's bytes already, the request asks for
+    /// the whole object but reading stops after the first `head_len` bytes; the rest stays in
+    /// [`Opened::rest`] for [`Store::read_rest`], so the object takes one request, and one
+    /// refused by its header still costs little more than its first bytes.
     fn open(
         &self,
         bucket: &str,
         name: &str,
         generation: Option<i64>,
         head_len: u64,
-    ) -> impl Future<Output = Result<Opened, StoreError>> + Send;
+        whole: bool,
+    ) -> impl Future<Output = Result<Opened<Self::Rest>, StoreError>> + Send;
 
     /// Appends the bytes of `name` at exactly `generation` from `buf.len()` to its end,
-    /// refusing ([`StoreError::TooLarge`]) an object of more than `limit` bytes in all.
+    /// refusing ([`StoreError::TooLarge`]) an object of more than `limit` bytes in all. Reads
+    /// on from `rest` (the same request as `open`) when given, else makes a new request.
     fn read_rest(
         &self,
         bucket: &str,
@@ -110,6 +124,7 @@ pub trait Store: Send + Sync + 'static {
         generation: i64,
         limit: u64,
         buf: &mut Vec<u8>,
+        rest: Option<Self::Rest>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Whether any generation of `name` exists now: tells a misspelt job from a stale one.
