@@ -13,17 +13,23 @@ use crate::probe::ImageInfo;
 use crate::{Error, Limits};
 
 /// Upper bound of the bytes a decode reduced by `shrink` holds, after EXPAND and STRIP_16
-/// (up to 4 channels): row by row, the reduced image, its box sums and the decoder's current
-/// and previous rows (at up to 16 bits per sample); an interlaced image (or `shrink` 1), the
-/// whole frame, plus the reduced copy and its sums when `shrink` > 1.
+/// (up to 4 channels): row by row, the reduced image, its box and column sums and the
+/// decoder's current and previous rows (at up to 16 bits per sample); an interlaced image (or
+/// `shrink` 1), the whole frame, plus the reduced copy and its sums when `shrink` > 1.
 pub(super) fn decode_bytes(info: &ImageInfo, shrink: u32, interlaced: bool) -> u64 {
     let (w, h) = (u64::from(info.width), u64::from(info.height));
     let shrink = u64::from(shrink.max(1));
     // Palette and tRNS may add an alpha channel.
-    let channels = if info.channels >= 3 { 4 } else { 2 };
+    let (channels, model) = if info.channels >= 3 {
+        (4, ColorModel::Rgba)
+    } else {
+        (2, ColorModel::GrayAlpha)
+    };
     let rows = 2 * w * 8 + (64 << 10);
     let reduced_width = w.div_ceil(shrink);
-    let reduced = reduced_width * h.div_ceil(shrink) * channels + reduced_width * channels * 4;
+    let reduced = reduced_width * h.div_ceil(shrink) * channels
+        + reduced_width * channels * 4
+        + BoxShrinker::column_bytes(info.width, model);
     match (shrink, interlaced) {
         (1, _) => w * h * channels + rows,
         (_, false) => reduced + rows,
@@ -82,7 +88,7 @@ pub(super) fn decode(
 
     limits.afford_decode(|| decode_bytes(info, shrink, interlaced))?;
     let bitmap = if shrink > 1 && !interlaced {
-        let mut shrinker = BoxShrinker::new(width, height, shrink, model);
+        let mut shrinker = BoxShrinker::with_column_sums(width, height, shrink, model);
         while let Some(row) = reader.next_row().map_err(map_error)? {
             shrinker.push_row(row.data());
         }
@@ -96,7 +102,7 @@ pub(super) fn decode(
         pixels.truncate(frame.buffer_size());
         let full = Bitmap::new(width, height, model, pixels);
         if shrink > 1 {
-            let mut shrinker = BoxShrinker::new(width, height, shrink, model);
+            let mut shrinker = BoxShrinker::with_column_sums(width, height, shrink, model);
             for row in full.data.chunks_exact(full.row_bytes()) {
                 shrinker.push_row(row);
             }
