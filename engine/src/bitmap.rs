@@ -131,10 +131,15 @@ impl BoxShrinker {
                 (_, false) => accumulate::<4, false>(row, self.factor, &mut self.sums),
             }
         } else {
+            let cols = &mut self.columns;
             match (self.model.channels(), self.model.has_alpha()) {
-                (2, _) => add_columns::<2, true>(row, &mut self.columns),
-                (4, true) => add_columns_rgba(row, &mut self.columns),
-                _ => add_columns::<1, false>(row, &mut self.columns),
+                // The first row of a band overwrites the last band's sums (no clearing pass).
+                (2, _) if self.rows_in_band == 0 => add_columns::<2, true, true>(row, cols),
+                (2, _) => add_columns::<2, true, false>(row, cols),
+                (4, true) if self.rows_in_band == 0 => add_columns_rgba::<true>(row, cols),
+                (4, true) => add_columns_rgba::<false>(row, cols),
+                _ if self.rows_in_band == 0 => add_columns::<1, false, true>(row, cols),
+                _ => add_columns::<1, false, false>(row, cols),
             }
         }
         self.rows_in_band += 1;
@@ -143,7 +148,7 @@ impl BoxShrinker {
         }
     }
 
-    /// Adds the column sums into the block sums and clears them (column mode only).
+    /// Adds the column sums into the block sums (column mode only).
     fn fold_columns(&mut self) {
         if self.columns.is_empty() {
             return;
@@ -154,7 +159,6 @@ impl BoxShrinker {
             3 => fold::<3>(&self.columns, self.factor, &mut self.sums),
             _ => fold::<4>(&self.columns, self.factor, &mut self.sums),
         }
-        self.columns.fill(0);
     }
 
     fn emit_band(&mut self) {
@@ -189,25 +193,29 @@ impl BoxShrinker {
 /// Adds one row into the per-sample column sums. Without alpha every sample is independent
 /// (`CH` 1 serves every layout); with it, colour is weighted by alpha as in [`accumulate`]
 /// (the product fits a `u16`, which SSE2 multiplies eight at a time).
-fn add_columns<const CH: usize, const ALPHA: bool>(row: &[u8], columns: &mut [u32]) {
+fn add_columns<const CH: usize, const ALPHA: bool, const FIRST: bool>(
+    row: &[u8],
+    columns: &mut [u32],
+) {
+    let add = |sum: &mut u32, v: u32| *sum = if FIRST { v } else { *sum + v };
     if ALPHA {
         for (col, px) in columns.chunks_exact_mut(CH).zip(row.chunks_exact(CH)) {
             let a = u16::from(px[CH - 1]);
             for c in 0..CH - 1 {
-                col[c] += u32::from(u16::from(px[c]) * a);
+                add(&mut col[c], u32::from(u16::from(px[c]) * a));
             }
-            col[CH - 1] += u32::from(a);
+            add(&mut col[CH - 1], u32::from(a));
         }
     } else {
         for (col, &v) in columns.iter_mut().zip(row) {
-            *col += u32::from(v);
+            add(col, u32::from(v));
         }
     }
 }
 
 /// [`add_columns`] for RGBA, four pixels at a time in SSE2 (part of every x86-64 CPU): the
 /// compiler leaves the scalar loop at ~20 instructions a pixel, this takes ~9.
-fn add_columns_rgba(row: &[u8], columns: &mut [u32]) {
+fn add_columns_rgba<const FIRST: bool>(row: &[u8], columns: &mut [u32]) {
     #[cfg(target_arch = "x86_64")]
     let (row, columns) = {
         use std::arch::x86_64::*;
@@ -231,17 +239,18 @@ fn add_columns_rgba(row: &[u8], columns: &mut [u32]) {
                     // 255 × 255 fits 16 bits: the low half of the product is all of it.
                     let product = _mm_mullo_epi16(pair, factor);
                     let c = col.as_mut_ptr().add(at).cast::<__m128i>();
-                    let sum = _mm_add_epi32(_mm_loadu_si128(c), _mm_unpacklo_epi16(product, zero));
+                    let old = |c| if FIRST { zero } else { _mm_loadu_si128(c) };
+                    let sum = _mm_add_epi32(old(c), _mm_unpacklo_epi16(product, zero));
                     _mm_storeu_si128(c, sum);
                     let c = c.add(1);
-                    let sum = _mm_add_epi32(_mm_loadu_si128(c), _mm_unpackhi_epi16(product, zero));
+                    let sum = _mm_add_epi32(old(c), _mm_unpackhi_epi16(product, zero));
                     _mm_storeu_si128(c, sum);
                 }
             }
         }
         (pxs.remainder(), cols.into_remainder())
     };
-    add_columns::<4, true>(row, columns);
+    add_columns::<4, true, FIRST>(row, columns);
 }
 
 /// Writes one band's block averages: `n` is the pixel count of a block and of the last one.
