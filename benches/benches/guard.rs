@@ -27,6 +27,8 @@ use thumbd_engine::{plan, probe, Filter, Fit, Limits, OutputFormat, Request};
 enum Stage {
     /// `stages::decode` at full size (shrink 1): the decoder's own cost.
     Decode,
+    /// `stages::decode` with the shrink-on-load factor the pipeline takes for the 256 px box.
+    DecodeShrunk,
     /// The reduced JPEG decoder alone at 1/`scale` (`stages::decode_jpeg_reduced`).
     DecodeReduced(u32),
     /// `stages::resize` of the full decode to the 256 px box with this filter.
@@ -44,8 +46,8 @@ struct Case {
     stage: Stage,
 }
 
-/// Small inputs (≤ 0.8 MP, one JPEG-in-TIFF of 4 MP) so the whole guard stays near a minute under
-/// valgrind.
+/// Small inputs (≤ 0.8 MP; one JPEG-in-TIFF and one RGBA PNG of 4 MP) so the whole guard stays
+/// near a minute under valgrind.
 const CASES: &[Case] = &[
     Case {
         name: "decode_jpeg_baseline",
@@ -76,6 +78,16 @@ const CASES: &[Case] = &[
         name: "decode_png_rgb8",
         input: "pil_exif.png", // 512x512 RGB 8-bit
         stage: Stage::Decode,
+    },
+    Case {
+        name: "decode_png_rgba8",
+        input: "pil_uncompressed_rgb.png", // 800x600 RGBA 8-bit
+        stage: Stage::Decode,
+    },
+    Case {
+        name: "decode_png_rgba8_shrunk",
+        input: "plasma_FlyingKonqui_2560x1600.png", // RGBA 8-bit, box-reduced by 5 on load
+        stage: Stage::DecodeShrunk,
     },
     Case {
         name: "decode_png_rgba16",
@@ -172,6 +184,13 @@ fn run_case(case: &Case) -> Result<()> {
         Stage::Decode => {
             decoded()?;
             measure(&decoded)?;
+        }
+        Stage::DecodeShrunk => {
+            let target = plan(info.width, info.height, 256, Fit::Inside);
+            let shrink = stages::shrink_on_load_factor(&info, target);
+            let work = || stages::decode(&data, &info, shrink);
+            work()?;
+            measure(&work)?;
         }
         Stage::DecodeReduced(scale) => {
             let work = || stages::decode_jpeg_reduced(&data, &info, scale);
