@@ -287,6 +287,25 @@ pub async fn post_image(
     }
 }
 
+/// What a refused upload's body is read for before the answer, at most.
+const DRAIN_BYTES: u64 = 16 << 20;
+
+/// Reads and drops up to `cap` bytes of a body refused from its headers. hyper closes a
+/// connection whose request body was left unread, and a client still sending it then gets a
+/// broken pipe instead of the 413 and its JSON; reading on (for a bounded number of bytes, as a
+/// web server's lingering close does) lets it finish sending and read the answer.
+async fn drain(body: Body, cap: u64, timeout: Duration) {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut seen = 0u64;
+    while seen <= cap {
+        match tokio::time::timeout(timeout, stream.next()).await {
+            Ok(Some(Ok(chunk))) => seen += chunk.len() as u64,
+            _ => break,
+        }
+    }
+}
+
 async fn upload(
     app: &Arc<App>,
     peer: SocketAddr,
@@ -313,6 +332,7 @@ async fn upload(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
+        drain(request.into_body(), DRAIN_BYTES, app.read_timeout).await;
         return Err(ApiError::too_large(limit));
     }
     let _memory = app.upload_memory.reserve(declared.unwrap_or(limit))?;
