@@ -109,10 +109,12 @@ fn jpeg_header(w: u16, h: u16) -> Vec<u8> {
 #[test]
 fn hostile_dimensions_are_refused_before_allocation() {
     let _one_at_a_time = measuring();
-    // The instrument works: a 16 MiB buffer shows up in the peak.
+    // The instrument works: a 16 MiB buffer shows up in the peak (less whatever small blocks
+    // another thread, such as the test harness's, frees meanwhile: the counter is global; one
+    // run saw 16 MiB - 24 bytes).
     let (_, control) = peak_during(|| std::hint::black_box(vec![1u8; 16 << 20]).len());
     assert!(
-        control >= 16 << 20,
+        control >= (16 << 20) - (64 << 10),
         "counting allocator saw only {control} bytes"
     );
 
