@@ -202,15 +202,6 @@ impl<'a> BitReader<'a> {
         self.bits(1) == 1
     }
 
-    /// Reads one bit. Call [`Self::ensure`] first (it buffers at least 32).
-    #[inline(always)]
-    pub(crate) fn buffered_bit(&mut self) -> bool {
-        let bit = self.buf >> 63 == 1;
-        self.buf <<= 1;
-        self.bits -= 1;
-        bit
-    }
-
     /// Discards `n` ≤ 16 bits. Call [`Self::ensure`] first.
     #[inline(always)]
     pub(crate) fn skip(&mut self, n: u32) {

@@ -279,7 +279,7 @@ fn correct_all(r: &mut BitReader<'_>, band: &mut [i16], mut mask: u64, p1: i16) 
         r.ensure();
         for _ in 0..32 {
             let i = mask.trailing_zeros() as usize;
-            let bit = r.buffered_bit();
+            let bit = r.bits(1) == 1;
             if let Some(coef) = band.get_mut(i) {
                 *coef = refined(*coef, bit, p1);
             }
