@@ -348,20 +348,7 @@ fn map_error(err: DecodeErrors) -> Error {
             format: "jpeg",
             detail: format!("dimension {n} over the decoder's limit"),
         },
-        other => {
-            let detail = other.to_string();
-            if detail.contains("EOF") || detail.contains("No more bytes") {
-                Error::Truncated {
-                    format: "jpeg",
-                    detail,
-                }
-            } else {
-                Error::Corrupt {
-                    format: "jpeg",
-                    detail,
-                }
-            }
-        }
+        other => super::by_message("jpeg", other.to_string(), &["EOF", "No more bytes"]),
     }
 }
 

@@ -50,6 +50,16 @@ pub(crate) fn jpeg_reduced_decode_expected(data: &[u8], info: &ImageInfo) -> boo
     info.format == InputFormat::Jpeg && jpeg::reduced_decode_expected(data, info)
 }
 
+/// A decoder error known only by its message: `Truncated` when the message says the data ran
+/// out (contains one of `ran_out`, the decoder's own wording), `Corrupt` otherwise.
+fn by_message(format: &'static str, detail: String, ran_out: &[&str]) -> Error {
+    if ran_out.iter().any(|words| detail.contains(words)) {
+        Error::Truncated { format, detail }
+    } else {
+        Error::Corrupt { format, detail }
+    }
+}
+
 /// Decodes `data`, reducing by up to `shrink` (integer box average) while decoding where the
 /// decoder allows it. The result is never smaller than `ceil(side / shrink)`. Each decode path
 /// is checked against `limits.max_decode_bytes` (with the bounds of [`decode_bytes`]) before

@@ -188,19 +188,6 @@ fn map_error(err: png::DecodingError) -> Error {
             format: "png",
             detail: "a chunk needs more memory than the decoder's limit".into(),
         },
-        other => {
-            let detail = other.to_string();
-            if detail.contains("EOF") || detail.contains("end of") {
-                Error::Truncated {
-                    format: "png",
-                    detail,
-                }
-            } else {
-                Error::Corrupt {
-                    format: "png",
-                    detail,
-                }
-            }
-        }
+        other => super::by_message("png", other.to_string(), &["EOF", "end of"]),
     }
 }
