@@ -3,6 +3,8 @@
 //! full-size image is never held in memory. The rows of plain 8-bit files are read by
 //! [`plain`], faster than the png crate's reader.
 
+#[cfg(all(target_arch = "x86_64", target_feature = "sse4.1"))]
+mod paeth;
 mod plain;
 
 use std::io::Cursor;

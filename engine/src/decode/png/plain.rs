@@ -15,10 +15,10 @@ const WINDOW: usize = 32 << 10;
 const CHUNK: usize = 64 << 10;
 
 /// Bytes held while reading rows of `width` pixels with `channels` samples: the inflate buffer
-/// and the previous and current rows.
+/// and the previous row and two output rows.
 pub(super) fn buffer_bytes(width: u64, channels: u64) -> u64 {
     let row = width * channels;
-    (WINDOW + CHUNK) as u64 + (row + 1) + 2 * row
+    (WINDOW + CHUNK) as u64 + (row + 1) + 3 * row
 }
 
 /// Calls `sink` with each unfiltered row of the image whose IDAT chunks start at or after
@@ -40,11 +40,31 @@ pub(super) fn read_rows(
     let (mut filled, mut pos) = (0usize, 0usize);
     let mut prev = vec![0u8; stride];
     let mut cur = vec![0u8; stride];
+    let mut next = vec![0u8; stride];
     let mut input: &[u8] = &[];
     let mut last_input = false;
     let mut rows = 0;
     while rows < height {
         while filled - pos >= rowlen && rows < height {
+            if rows + 1 < height
+                && filled - pos >= 2 * rowlen
+                && buf[pos] == PAETH
+                && buf[pos + rowlen] == PAETH
+            {
+                unfilter_two_paeth_rows(
+                    &buf[pos + 1..pos + rowlen],
+                    &buf[pos + rowlen + 1..pos + 2 * rowlen],
+                    &prev,
+                    (&mut cur, &mut next),
+                    channels,
+                );
+                sink(&cur);
+                sink(&next);
+                std::mem::swap(&mut prev, &mut next);
+                pos += 2 * rowlen;
+                rows += 2;
+                continue;
+            }
             unfilter(
                 buf[pos],
                 &buf[pos + 1..pos + rowlen],
@@ -139,6 +159,36 @@ impl<'a> Iterator for Idat<'a> {
     }
 }
 
+/// The filter type byte of a Paeth row.
+const PAETH: u8 = 4;
+
+/// Undoes the Paeth filter of two consecutive rows into `out` (top, bottom); `prev` is the row
+/// above the top one. With SSE4.1 both rows go through one dependency chain ([`super::paeth`]).
+fn unfilter_two_paeth_rows(
+    raw_top: &[u8],
+    raw_bottom: &[u8],
+    prev: &[u8],
+    (top, bottom): (&mut [u8], &mut [u8]),
+    bpp: usize,
+) {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse4.1"))]
+    {
+        use super::paeth::unfilter_two_rows;
+        match bpp {
+            1 => unfilter_two_rows::<1>(raw_top, raw_bottom, prev, top, bottom),
+            2 => unfilter_two_rows::<2>(raw_top, raw_bottom, prev, top, bottom),
+            3 => unfilter_two_rows::<3>(raw_top, raw_bottom, prev, top, bottom),
+            _ => unfilter_two_rows::<4>(raw_top, raw_bottom, prev, top, bottom),
+        }
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse4.1")))]
+    {
+        // The filter type is known, so these cannot fail.
+        let _ = unfilter(PAETH, raw_top, prev, top, bpp);
+        let _ = unfilter(PAETH, raw_bottom, top, bottom, bpp);
+    }
+}
+
 /// Undoes the row filter `kind` of `raw` into `cur` (`prev`: the row above, unfiltered; zeros
 /// for the first row). `None` for an unknown filter type.
 fn unfilter(kind: u8, raw: &[u8], prev: &[u8], cur: &mut [u8], bpp: usize) -> Option<()> {
@@ -179,20 +229,31 @@ fn unfilter_bpp<const BPP: usize>(kind: u8, raw: &[u8], prev: &[u8], cur: &mut [
                 out.copy_from_slice(&a);
             }
         }
-        4 => {
-            let mut a = [0i16; BPP];
-            let mut c = [0i16; BPP];
-            for ((x, b), out) in pixels::<BPP>(raw, prev, cur) {
-                for i in 0..BPP {
-                    out[i] = x[i].wrapping_add(predict(a[i], i16::from(b[i]), c[i]));
-                    a[i] = i16::from(out[i]);
-                    c[i] = i16::from(b[i]);
-                }
-            }
-        }
+        #[cfg(all(target_arch = "x86_64", target_feature = "sse4.1"))]
+        PAETH => super::paeth::unfilter_row::<BPP>(raw, prev, cur),
+        #[cfg(not(all(target_arch = "x86_64", target_feature = "sse4.1")))]
+        PAETH => paeth_scalar::<BPP>(raw, prev, cur),
         _ => return None,
     }
     Some(())
+}
+
+/// The Paeth row `raw` unfiltered one byte at a time: the path of builds without SSE4.1, and
+/// the reference the SIMD path is tested against.
+#[cfg_attr(
+    all(target_arch = "x86_64", target_feature = "sse4.1"),
+    allow(dead_code)
+)]
+fn paeth_scalar<const BPP: usize>(raw: &[u8], prev: &[u8], cur: &mut [u8]) {
+    let mut a = [0i16; BPP];
+    let mut c = [0i16; BPP];
+    for ((x, b), out) in pixels::<BPP>(raw, prev, cur) {
+        for i in 0..BPP {
+            out[i] = x[i].wrapping_add(predict(a[i], i16::from(b[i]), c[i]));
+            a[i] = i16::from(out[i]);
+            c[i] = i16::from(b[i]);
+        }
+    }
 }
 
 /// The pixels of a row, the row above and the output row, side by side.
@@ -207,6 +268,10 @@ fn pixels<'a, const BPP: usize>(
 }
 
 /// The Paeth predictor in the branch-free form of stb_image (as the png crate uses it).
+#[cfg_attr(
+    all(target_arch = "x86_64", target_feature = "sse4.1"),
+    allow(dead_code)
+)]
 fn predict(a: i16, b: i16, c: i16) -> u8 {
     let thresh = c * 3 - (a + b);
     let lo = a.min(b);
@@ -253,6 +318,40 @@ mod tests {
                 }
             }
         }
+    }
+
+    fn paeth_rows_match_the_scalar_path<const BPP: usize>() {
+        for width in [1, 2, 3, 5, 17, 64] {
+            let len = width * BPP;
+            let (prev, raw_top, raw_bottom) = (
+                noise(len, 11),
+                noise(len, 12 + width as u32),
+                noise(len, 13),
+            );
+            let mut want_top = vec![0; len];
+            let mut want_bottom = vec![0; len];
+            paeth_scalar::<BPP>(&raw_top, &prev, &mut want_top);
+            paeth_scalar::<BPP>(&raw_bottom, &want_top, &mut want_bottom);
+
+            let mut top = vec![0; len];
+            unfilter(PAETH, &raw_top, &prev, &mut top, BPP).unwrap();
+            assert_eq!(top, want_top, "one row, {BPP} bytes a pixel, width {width}");
+            let (mut top, mut bottom) = (vec![0; len], vec![0; len]);
+            unfilter_two_paeth_rows(&raw_top, &raw_bottom, &prev, (&mut top, &mut bottom), BPP);
+            assert_eq!(
+                (top, bottom),
+                (want_top.clone(), want_bottom),
+                "two rows, {BPP} bytes a pixel, width {width}"
+            );
+        }
+    }
+
+    #[test]
+    fn paeth_rows_match_the_scalar_path_for_every_pixel_size() {
+        paeth_rows_match_the_scalar_path::<1>();
+        paeth_rows_match_the_scalar_path::<2>();
+        paeth_rows_match_the_scalar_path::<3>();
+        paeth_rows_match_the_scalar_path::<4>();
     }
 
     /// `pixels` encoded by the png crate with `filter`, in IDAT chunks of at most 1000 bytes.
