@@ -143,10 +143,8 @@ fn file_names(roots: &[PathBuf], found: &[(usize, PathBuf, PathBuf)]) -> Vec<Pat
     let absolute: Vec<Vec<std::ffi::OsString>> = roots
         .iter()
         .map(|root| {
-            let path = std::fs::canonicalize(root)
-                .or_else(|_| std::path::absolute(root))
-                .unwrap_or_else(|_| root.clone());
-            path.components()
+            absolute_root(root)
+                .components()
                 .filter_map(|c| match c {
                     std::path::Component::Normal(part) => Some(part.to_os_string()),
                     _ => None,
@@ -192,6 +190,26 @@ fn file_names(roots: &[PathBuf], found: &[(usize, PathBuf, PathBuf)]) -> Vec<Pat
             return names;
         }
     }
+}
+
+/// `root` as an absolute path with its folders resolved (symlinks, `..`) but not its own last
+/// name, so an input that is a symlink keeps the name it was given (`latest.jpg`, not its
+/// target's name), as the help says.
+fn absolute_root(root: &Path) -> PathBuf {
+    let resolved = match (root.parent(), root.file_name()) {
+        (Some(parent), Some(name)) => {
+            let parent = if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            };
+            std::fs::canonicalize(parent).map(|parent| parent.join(name))
+        }
+        _ => std::fs::canonicalize(root),
+    };
+    resolved
+        .or_else(|_| std::path::absolute(root))
+        .unwrap_or_else(|_| root.to_path_buf())
 }
 
 fn has_image_extension(path: &Path) -> bool {
@@ -594,6 +612,22 @@ mod tests {
             ]
             .map(Path::new)
         );
+    }
+
+    /// A symlink given as input, file or folder, is named as given, not by its target.
+    #[cfg(unix)]
+    #[test]
+    fn symlinked_inputs_keep_the_name_they_were_given() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("photos")).unwrap();
+        std::fs::write(tmp.path().join("photos/b.jpg"), b"x").unwrap();
+        std::os::unix::fs::symlink("photos/b.jpg", tmp.path().join("latest.jpg")).unwrap();
+        std::os::unix::fs::symlink("photos", tmp.path().join("newest")).unwrap();
+        let inputs = vec![tmp.path().join("latest.jpg"), tmp.path().join("newest")];
+        let (jobs, failed) = collect_jobs(&inputs);
+        assert!(failed.is_empty());
+        let names: Vec<&Path> = jobs.iter().map(|j| j.name.as_path()).collect();
+        assert_eq!(names, [Path::new("latest.jpg"), Path::new("newest/b.jpg")]);
     }
 
     /// A name grown to tell two inputs apart must not land on a third input's file: the
