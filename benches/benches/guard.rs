@@ -80,6 +80,11 @@ const CASES: &[Case] = &[
         stage: Stage::Decode,
     },
     Case {
+        name: "decode_png_rgb8_paeth",
+        input: "pil_hopper_idat_after_image_end.png", // 128x128 RGB: 99 of 128 rows Paeth (SSE4.1 pairs)
+        stage: Stage::Decode,
+    },
+    Case {
         name: "decode_png_rgba8",
         input: "pil_uncompressed_rgb.png", // 800x600 RGBA 8-bit
         stage: Stage::Decode,
