@@ -1,4 +1,4 @@
-//! Paeth unfiltering of RGB and RGBA rows with SSE4.1 (part of the x86-64-v2 build).
+//! Paeth unfiltering of 8-bit rows (1–4 bytes a pixel) with SSE4.1 (part of the x86-64-v2 build).
 //!
 //! Each byte of a Paeth row is predicted from the unfiltered byte to its left, so a row
 //! unfilters one pixel after another and the work waits on that chain: about eight dependent
@@ -19,7 +19,6 @@ use std::arch::x86_64::{
 
 /// Pixel `k` of `row` (`BPP` bytes) as a little-endian word, unused bytes zero.
 #[inline]
-#[target_feature(enable = "sse4.1")]
 fn word<const BPP: usize>(row: &[u8], k: usize) -> i32 {
     let mut p = [0u8; 4];
     p[..BPP].copy_from_slice(&row[k * BPP..k * BPP + BPP]);
@@ -130,13 +129,11 @@ fn two_rows<const BPP: usize>(
         store::<BPP>(bottom, k - 1, _mm_extract_epi32::<1>(bytes));
         c = b;
     }
-    // Bottom's last pixel: left of it bottom w−2 (a's high half), above it top w−1 (a's low
-    // half, moved up), upper-left top w−2 (c's high half).
+    // Bottom's last pixel, in the high half: left of it bottom w−2 (a's high half), above it
+    // top w−1 (a's low half, moved up), upper-left top w−2 (c's high half).
     let b = _mm_unpacklo_epi64(zero, a);
-    let last = add(
-        load_two::<BPP>(raw_top, 0, raw_bottom, width - 1),
-        predict(a, b, c),
-    );
+    let filtered = _mm_unpacklo_epi64(zero, load::<BPP>(raw_bottom, width - 1));
+    let last = add(filtered, predict(a, b, c));
     store::<BPP>(
         bottom,
         width - 1,

@@ -340,7 +340,7 @@ mod tests {
             unfilter_two_paeth_rows(&raw_top, &raw_bottom, &prev, (&mut top, &mut bottom), BPP);
             assert_eq!(
                 (top, bottom),
-                (want_top.clone(), want_bottom),
+                (want_top, want_bottom),
                 "two rows, {BPP} bytes a pixel, width {width}"
             );
         }
