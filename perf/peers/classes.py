@@ -67,10 +67,9 @@ def main():
     paths = sys.argv[1:]
     if not paths:
         sys.exit(__doc__)
-    runs = [ratios(walls(load(p))) for p in paths]
-    files = {}
-    for r in load(paths[0]):
-        files[r["set"]] = r["files"]
+    loaded = [load(p) for p in paths]
+    runs = [ratios(walls(rows)) for rows in loaded]
+    files = {r["set"]: r["files"] for r in loaded[0]}
     order = [f"{fmt}-{c}" for fmt in ("jpeg", "png") for c in CLASSES + ("all",)]
     has_baseline = any("baseline" in row for run in runs for row in run.values())
     head = "| class | thumbd ÷ fastest peer, per run | median |"

@@ -352,9 +352,10 @@ impl<S: Store> Pipeline<S> {
         };
         if partial {
             let limit = size.unwrap_or(cap).min(cap);
-            // The whole original in one allocation, of the bytes reserved for it. A store that
-            // does not state the size (fake-gcs-server) leaves `read_rest` to grow the buffer
-            // by doubling: copies, fresh pages, and up to twice the reservation held at once.
+            // The whole original in one allocation, of the bytes reserved for it, from the size
+            // the open stated or, when the store leaves it out (fake-gcs-server), the
+            // notification's. Grown by doubling instead: copies, fresh pages, and up to twice
+            // the reservation held at once.
             if let Some(size) = size {
                 data.reserve_exact((size.min(limit) as usize).saturating_sub(data.len()));
             }

@@ -149,15 +149,7 @@ impl Store for GcsStore {
                 .await
                 .map_err(|e| classify(&e, true))?,
         };
-        let stated = u64::try_from(response.object().size)
-            .ok()
-            .filter(|&s| s > 0);
-        buf.reserve_exact(
-            stated
-                .unwrap_or(0)
-                .min(limit)
-                .saturating_sub(buf.len() as u64) as usize,
-        );
+        // The caller has reserved `buf` at the size the open stated (or the notification).
         while let Some(chunk) = response.next().await {
             let chunk = chunk.map_err(|e| classify(&e, true))?;
             if (buf.len() + chunk.len()) as u64 > limit {

@@ -116,7 +116,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Appends the bytes of `name` at exactly `generation` from `buf.len()` to its end,
     /// refusing ([`StoreError::TooLarge`]) an object of more than `limit` bytes in all. Reads
-    /// on from `rest` (the same request as `open`) when given, else makes a new request.
+    /// on from `rest` (the same request as `open`) when given, else makes a new request. The
+    /// caller sizes `buf` from what it knows of the object ([`Opened::size`], a notification).
     fn read_rest(
         &self,
         bucket: &str,
